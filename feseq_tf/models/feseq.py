@@ -1,0 +1,295 @@
+"""The FESeq functional model (paper section 3, Fig. 1).
+
+Shapes for the Ele.me preset: B batch, L = 10 history positions, T = L + 1 (the target
+is the last position), F = 23 fields, d = 16, model_dim = F*d + 2d = 400.
+
+1. Embedding: each categorical field has one table shared by its target value and its
+   history; numeric fields are value times a learned vector. Non-sequential fields are
+   broadcast to every position and concatenated on the field axis: E_in [B, T, F, d].
+2. Interacting layer: M AutoInt layers over the fields at every position (shared
+   parameters across positions), eq. 1-3.
+3. Sequence refiner: fields flattened to [B, T, F*d], positional (reverse time order)
+   and linear time-interval embeddings, one causal Transformer layer, eq. 4-8.
+4. Target item interacting layer: N AutoInt layers over the target item's fields from a
+   separate output embedding table -> e_out.
+5. Sequence pooling: scaled bilinear attention with e_out as the query, eq. 9-12.
+6. Output: concat(pooled, non-sequential embeddings) -> MLP (LeakyReLU, dropout) -> sigmoid.
+
+The model never compiles itself; losses other than the embedding L2 (which the model
+adds with ``add_loss`` on the embedding rows its batch uses) live in the training code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import keras
+from keras import ops
+
+from feseq_tf.config import ModelConfig
+from feseq_tf.layers import (
+    AutoIntLayer,
+    BilinearAttentionPooling,
+    EmbeddingL2,
+    MeanPooling,
+    NumericEmbedding,
+    TargetPooling,
+    TimeAwareTransformer,
+)
+from feseq_tf.schema import HIST_LEN, DatasetSpec
+
+# FuxiCTR-style small-normal embedding initialisation.
+EMBEDDING_STDDEV = 1e-4
+ATTENTION_OUTPUTS = (
+    "input_field_attention",
+    "target_field_attention",
+    "sequence_attention",
+    "pooling_attention",
+)
+
+
+def _as_spec(spec: DatasetSpec | dict) -> DatasetSpec:
+    return spec if isinstance(spec, DatasetSpec) else DatasetSpec.from_dict(spec)
+
+
+def _as_config(config: ModelConfig | dict | None) -> ModelConfig:
+    if config is None:
+        return ModelConfig()
+    if isinstance(config, ModelConfig):
+        return config
+    return ModelConfig(**config)
+
+
+def build_inputs(spec: DatasetSpec) -> dict[str, keras.KerasTensor]:
+    """One named ``keras.Input`` per model feature (see docs/data_format.md)."""
+    L = spec.max_len
+    inputs: dict[str, keras.KerasTensor] = {}
+    for f in spec.fields:
+        dtype = "int32" if f.is_categorical else "float32"
+        inputs[f.name] = keras.Input(shape=(), dtype=dtype, name=f.name)
+        if f.sequential:
+            inputs[f.hist_name] = keras.Input(shape=(L,), dtype=dtype, name=f.hist_name)
+    inputs[spec.time_field] = keras.Input(shape=(), dtype="int64", name=spec.time_field)
+    inputs[spec.time_hist_name] = keras.Input(shape=(L,), dtype="int64", name=spec.time_hist_name)
+    inputs[HIST_LEN] = keras.Input(shape=(), dtype="int32", name=HIST_LEN)
+    return inputs
+
+
+@keras.saving.register_keras_serializable(package="feseq_tf")
+class SequenceFeatures(keras.layers.Layer):
+    """Padding mask and time intervals of the [history..., target] sequence.
+
+    Call arguments:
+        times: int64 [B]. Target timestamp.
+        times_list: int64 [B, L]. History timestamps, left-padded.
+        hist_len: int32 [B]. Number of real history entries.
+
+    Returns:
+        A dict with ``padding_mask`` (bool [B, T], True = real; the target, last, is
+        always real) and ``time_intervals`` (float32 [B, T], (t - t_i) / time_unit,
+        0 for the target). With ``use_history=False``, T = 1 (the target alone).
+    """
+
+    def __init__(self, max_len: int, time_unit: float = 1.0, use_history: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {max_len}.")
+        if not time_unit > 0:
+            raise ValueError(f"time_unit must be > 0, got {time_unit}.")
+        self.max_len = max_len
+        self.time_unit = float(time_unit)
+        self.use_history = use_history
+
+    def call(self, times, times_list, hist_len):
+        batch = ops.shape(times)[0]
+        if not self.use_history:
+            return {
+                "padding_mask": ops.ones((batch, 1), dtype="bool"),
+                "time_intervals": ops.zeros((batch, 1), dtype="float32"),
+            }
+        L = self.max_len
+        positions = ops.arange(L + 1, dtype="int32")[None, :]
+        first_real = L - ops.cast(hist_len, "int32")[:, None]
+        mask = ops.logical_or(positions >= first_real, positions == L)
+        all_times = ops.concatenate([times_list, times[:, None]], axis=1)
+        delta = ops.cast(times[:, None] - all_times, "float32") / self.time_unit
+        delta = ops.where(mask, ops.maximum(delta, 0.0), ops.zeros_like(delta))
+        return {"padding_mask": mask, "time_intervals": delta}
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "max_len": self.max_len,
+            "time_unit": self.time_unit,
+            "use_history": self.use_history,
+        }
+
+
+@keras.saving.register_keras_serializable(package="feseq_tf")
+class FESeq(keras.Model):
+    """FESeq: Feature Interaction-Enhanced Sequential Transformer for CTR prediction.
+
+    Args:
+        spec: DatasetSpec or its dict. Fields, vocabulary sizes, max_len, time unit/clip.
+        config: ModelConfig or its dict. Architecture and ablation switches.
+
+    Call arguments:
+        inputs: dict of tensors named as in :func:`build_inputs`.
+
+    Returns:
+        Click probability, float32 [B, 1].
+
+    Example:
+    >>> model = FESeq(spec, ModelConfig(embedding_dim=8))
+    >>> model.compile(optimizer="adam", loss="binary_crossentropy")
+
+    References:
+        FESeq paper, section 3; AutoInt (Song et al., 2019); BST (Chen et al., 2019).
+    """
+
+    def __init__(self, spec: DatasetSpec | dict, config: ModelConfig | dict | None = None, **kwargs):
+        spec = _as_spec(spec)
+        config = _as_config(config)
+        d = config.embedding_dim
+        seq_fields = spec.sequential_fields
+        nonseq_fields = spec.non_sequential_fields
+        item_fields = spec.target_item_fields
+        init = keras.initializers.RandomNormal(stddev=EMBEDDING_STDDEV)
+
+        # ---- layers --------------------------------------------------------------------
+        def field_embedding(f, prefix):
+            if f.is_categorical:
+                return keras.layers.Embedding(
+                    f.vocab_size, d, embeddings_initializer=init, name=f"{prefix}_{f.name}"
+                )
+            return NumericEmbedding(d, embeddings_initializer=init, name=f"{prefix}_{f.name}")
+
+        input_tables = {f.name: field_embedding(f, "embedding") for f in spec.fields}
+        output_tables = {f.name: field_embedding(f, "output_embedding") for f in item_fields}
+        sequence_features = SequenceFeatures(
+            spec.max_len, spec.time_unit, use_history=config.use_history, name="sequence_features"
+        )
+        input_interaction = [
+            AutoIntLayer(num_heads=config.interaction_heads, dropout=config.dropout, name=f"input_interaction_{i}")
+            for i in range(config.input_interaction_layers)
+        ]
+        target_interaction = [
+            AutoIntLayer(num_heads=config.interaction_heads, dropout=config.dropout, name=f"target_interaction_{i}")
+            for i in range(config.target_interaction_layers)
+        ]
+        num_fields = len(seq_fields) + (len(nonseq_fields) if config.nonseq_in_interaction else 0)
+        refiner = TimeAwareTransformer(
+            num_heads=config.transformer_heads,
+            max_positions=spec.max_len + 1,
+            time_clip=spec.time_clip,
+            time_embedding_dim=d if config.time_combine == "concat" else None,
+            combine=config.time_combine,
+            use_position=config.use_position,
+            use_time=config.use_time,
+            causal=config.causal,
+            num_layers=config.transformer_layers,
+            dropout=config.dropout,
+            layer_norm=config.transformer_layer_norm,
+            name="sequence_refiner",
+        )
+        if config.pooling == "attention":
+            pooling = BilinearAttentionPooling(
+                hidden_units=config.pooling_hidden,
+                attention=config.attention,
+                use_scale=config.attention_scale,
+                dropout=config.dropout,
+                name="sequence_pooling",
+            )
+        elif config.pooling == "mean":
+            pooling = MeanPooling(name="sequence_pooling")
+        else:
+            pooling = TargetPooling(name="sequence_pooling")
+        embedding_l2 = EmbeddingL2(config.embedding_l2, name="embedding_l2")
+        mlp = []
+        for i, units in enumerate(config.mlp_units):
+            mlp.append(keras.layers.Dense(units, name=f"mlp_dense_{i}"))
+            mlp.append(keras.layers.LeakyReLU(name=f"mlp_act_{i}"))
+            mlp.append(keras.layers.Dropout(config.dropout, name=f"mlp_dropout_{i}"))
+        head = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")
+
+        # ---- functional model --------------------------------------------------------------
+        inputs = build_inputs(spec)
+        seq = sequence_features(
+            inputs[spec.time_field], inputs[spec.time_hist_name], inputs[HIST_LEN]
+        )
+        padding_mask, time_intervals = seq["padding_mask"], seq["time_intervals"]
+
+        def sequence_of(f):  # [B, T] values of a sequential field, target last
+            target = ops.expand_dims(inputs[f.name], 1)
+            if not config.use_history:
+                return target
+            return ops.concatenate([inputs[f.hist_name], target], axis=1)
+
+        seq_emb = [input_tables[f.name](sequence_of(f)) for f in seq_fields]  # each [B, T, d]
+        nonseq_emb = [input_tables[f.name](inputs[f.name]) for f in nonseq_fields]  # [B, d]
+        target_item_emb = [output_tables[f.name](inputs[f.name]) for f in item_fields]  # [B, d]
+
+        # Embedding L2 (paper eq. 13) on the rows this batch looks up, history rows
+        # included, instead of on whole tables: its cost does not grow with the vocabulary.
+        seq_emb, nonseq_emb, target_item_emb = embedding_l2([seq_emb, nonseq_emb, target_item_emb])
+
+        T = spec.max_len + 1 if config.use_history else 1
+        fields = [ops.expand_dims(e, 2) for e in seq_emb]  # [B, T, 1, d]
+        if config.nonseq_in_interaction and nonseq_fields:
+            ns = ops.stack(nonseq_emb, axis=1)  # [B, n_ns, d]
+            ns = ops.repeat(ops.expand_dims(ns, 1), T, axis=1)  # [B, T, n_ns, d]
+            fields = [ns] + fields
+        e_in = ops.concatenate(fields, axis=2)  # [B, T, F, d]
+
+        attention: dict[str, Any] = {}
+        for layer in input_interaction:
+            e_in, attention["input_field_attention"] = layer(e_in, return_attention_scores=True)
+        flat = ops.reshape(e_in, (-1, T, num_fields * d))
+        refined, attention["sequence_attention"] = refiner(
+            flat, time_intervals=time_intervals, padding_mask=padding_mask, return_attention_scores=True
+        )
+
+        e_out = ops.stack(target_item_emb, axis=1)  # [B, n_item, d]
+        for layer in target_interaction:
+            e_out, attention["target_field_attention"] = layer(e_out, return_attention_scores=True)
+        query = ops.reshape(e_out, (-1, len(item_fields) * d))
+        pooled, attention["pooling_attention"] = pooling(
+            query, refined, padding_mask=padding_mask, return_attention_scores=True
+        )
+
+        x = ops.concatenate([pooled] + nonseq_emb, axis=-1) if nonseq_emb else pooled
+        for layer in mlp:
+            x = layer(x)
+        probability = head(x)
+
+        super().__init__(inputs=inputs, outputs=probability, **kwargs)
+
+        # ---- config ----------------------------------------------------------------------
+        self.spec = spec
+        self.config = config
+        self._attention_tensors = attention
+
+    def attention_model(self) -> keras.Model:
+        """A model sharing these weights that also returns the attention maps.
+
+        Outputs: ``probability`` [B, 1] and, where the architecture has them,
+        ``input_field_attention`` [B, T, H, F, F] (last input interacting layer),
+        ``target_field_attention`` [B, H, n_item, n_item], ``sequence_attention``
+        [B, heads, T, T] and ``pooling_attention`` [B, T].
+        """
+        outputs = {"probability": self.outputs[0]}
+        outputs.update(self._attention_tensors)
+        return keras.Model(self.inputs, outputs, name=f"{self.name}_attention")
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "spec": self.spec.to_dict(),
+            "config": dataclasses.asdict(self.config),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "FESeq":
+        return cls(**config)

@@ -1,0 +1,253 @@
+"""Dataset spec: the contract between the data pipelines, the input pipeline and the model.
+
+A prepared dataset is a directory holding
+
+* ``dataset_spec.json``: this module's :class:`DatasetSpec`;
+* ``vocab/<field>.txt``: one raw value per line for every categorical field, in id order
+  starting at id 2 (id 0 is padding, id 1 is out-of-vocabulary);
+* ``{train,valid,test}/part-*.tfrecord``: one ``tf.train.Example`` per sample (see
+  :meth:`DatasetSpec.tfrecord_features`);
+* ``report.json``: what the pipeline read, dropped and wrote.
+
+Histories are left-padded to ``max_len`` (oldest first, most recent at index
+``max_len - 1``), so position ``i`` of a history is ``max_len - i`` steps before the
+target; ``hist_len`` says how many trailing entries are real.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Iterable
+
+ROLES = ("user", "context", "item")
+TYPES = ("categorical", "numeric")
+SPLITS = ("train", "valid", "test")
+
+PAD_ID = 0
+OOV_ID = 1
+NUM_RESERVED_IDS = 2
+
+HIST_SUFFIX = "_list"
+HIST_LEN = "hist_len"
+GROUP_KEY = "group_id"
+ORACLE_KEY = "oracle_prob"
+SPEC_FILE = "dataset_spec.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """One input field.
+
+    Args:
+        name: str. Field name, as in the raw data.
+        role: str. One of ``"user"``, ``"context"``, ``"item"``.
+        type: str. ``"categorical"`` (stored as vocabulary ids) or ``"numeric"``
+            (stored min-max scaled with training statistics).
+        sequential: bool. Whether the field also has a history list
+            ``<name>_list`` (the target value plus the user's previous values).
+        vocab_size: int. Categorical only: number of ids including padding and OOV.
+        min: float. Numeric only: training minimum used for scaling.
+        max: float. Numeric only: training maximum used for scaling.
+    """
+
+    name: str
+    role: str
+    type: str
+    sequential: bool = False
+    vocab_size: int = 0
+    min: float = 0.0
+    max: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"Field name must be a non-empty string, got {self.name!r}.")
+        if self.role not in ROLES:
+            raise ValueError(f"Field {self.name!r}: role must be one of {ROLES}, got {self.role!r}.")
+        if self.type not in TYPES:
+            raise ValueError(f"Field {self.name!r}: type must be one of {TYPES}, got {self.type!r}.")
+        if self.type == "categorical" and self.vocab_size < 0:
+            raise ValueError(f"Field {self.name!r}: vocab_size must be >= 0, got {self.vocab_size}.")
+        if self.type == "numeric" and not self.max >= self.min:
+            raise ValueError(
+                f"Field {self.name!r}: max ({self.max}) must be >= min ({self.min})."
+            )
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.type == "categorical"
+
+    @property
+    def hist_name(self) -> str:
+        return self.name + HIST_SUFFIX
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """Everything the model and the input pipeline need to know about a dataset.
+
+    Args:
+        name: str. Dataset name (``"eleme"``, ``"synthetic"``...).
+        fields: tuple of FieldSpec. Non-sequential fields and sequential fields, in
+            the order the model lays out its field axis.
+        max_len: int. Maximum history length L.
+        label: str. Name of the binary label.
+        time_field: str. Name of the integer timestamp (the history times are
+            ``<time_field>_list``).
+        user_key: str. Raw column identifying the user (histories group by it).
+        time_unit: float. Divisor applied to time differences before clipping.
+        time_clip: int. Time intervals are clipped to ``[0, time_clip]`` units.
+        has_oracle: bool. Whether the records carry the true click probability.
+        split_sizes: dict. Number of samples per split.
+        extra: dict. Free-form provenance (pipeline options).
+    """
+
+    name: str
+    fields: tuple[FieldSpec, ...]
+    max_len: int
+    label: str = "label"
+    time_field: str = "times"
+    user_key: str = "user_id"
+    time_unit: float = 1.0
+    time_clip: int = 4000
+    has_oracle: bool = False
+    split_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", tuple(self.fields))
+        if self.max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {self.max_len}.")
+        if self.time_unit <= 0:
+            raise ValueError(f"time_unit must be > 0, got {self.time_unit}.")
+        if self.time_clip < 1:
+            raise ValueError(f"time_clip must be >= 1, got {self.time_clip}.")
+        names = [f.name for f in self.fields]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"Duplicate field names in dataset spec: {dupes}.")
+        reserved = {self.label, self.time_field, HIST_LEN, GROUP_KEY, ORACLE_KEY}
+        clash = sorted(reserved & set(names))
+        if clash:
+            raise ValueError(f"Field names {clash} clash with reserved feature names.")
+        if not self.sequential_fields:
+            raise ValueError("A dataset spec needs at least one sequential field.")
+        if not self.target_item_fields:
+            raise ValueError("A dataset spec needs at least one sequential field with role 'item'.")
+
+    # ---- views -------------------------------------------------------------------
+    @property
+    def non_sequential_fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields if not f.sequential)
+
+    @property
+    def sequential_fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields if f.sequential)
+
+    @property
+    def target_item_fields(self) -> tuple[FieldSpec, ...]:
+        """Sequential item fields: the target item's own description."""
+        return tuple(f for f in self.fields if f.sequential and f.role == "item")
+
+    @property
+    def time_hist_name(self) -> str:
+        return self.time_field + HIST_SUFFIX
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"No field named {name!r} in dataset spec {self.name!r}.")
+
+    # ---- TFRecord layout -------------------------------------------------------------
+    def tfrecord_features(self, with_label: bool = True) -> dict[str, Any]:
+        """The `tf.io.parse_example` spec of one record (imported lazily)."""
+        import tensorflow as tf
+
+        L = self.max_len
+        spec: dict[str, Any] = {}
+        for f in self.fields:
+            dtype = tf.int64 if f.is_categorical else tf.float32
+            spec[f.name] = tf.io.FixedLenFeature([], dtype)
+            if f.sequential:
+                spec[f.hist_name] = tf.io.FixedLenFeature([L], dtype)
+        spec[self.time_field] = tf.io.FixedLenFeature([], tf.int64)
+        spec[self.time_hist_name] = tf.io.FixedLenFeature([L], tf.int64)
+        spec[HIST_LEN] = tf.io.FixedLenFeature([], tf.int64)
+        spec[GROUP_KEY] = tf.io.FixedLenFeature([], tf.int64)
+        if with_label:
+            spec[self.label] = tf.io.FixedLenFeature([], tf.float32)
+        if self.has_oracle:
+            spec[ORACLE_KEY] = tf.io.FixedLenFeature([], tf.float32)
+        return spec
+
+    def model_input_names(self) -> list[str]:
+        """Names of the tensors the model takes (no label, group or oracle)."""
+        names: list[str] = []
+        for f in self.fields:
+            names.append(f.name)
+            if f.sequential:
+                names.append(f.hist_name)
+        names += [self.time_field, self.time_hist_name, HIST_LEN]
+        return names
+
+    # ---- (de)serialisation ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["fields"] = [dataclasses.asdict(f) for f in self.fields]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DatasetSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"Unknown keys in dataset spec: {unknown}.")
+        if "fields" not in d or "max_len" not in d or "name" not in d:
+            raise ValueError("A dataset spec needs 'name', 'fields' and 'max_len'.")
+        fields = []
+        field_keys = {f.name for f in dataclasses.fields(FieldSpec)}
+        for i, fd in enumerate(d["fields"]):
+            bad = sorted(set(fd) - field_keys)
+            if bad:
+                raise ValueError(f"Field #{i} ({fd.get('name')!r}): unknown keys {bad}.")
+            fields.append(FieldSpec(**fd))
+        return cls(**{**d, "fields": tuple(fields)})
+
+    def save(self, directory: str) -> str:
+        path = os.path.join(directory, SPEC_FILE)
+        with open(path, "w") as fh:
+            json.dump(self.to_dict(), fh, indent=2)
+        return path
+
+    @classmethod
+    def load(cls, path: str) -> "DatasetSpec":
+        """Load from a prepared dataset directory or a ``dataset_spec.json`` path."""
+        if os.path.isdir(path):
+            path = os.path.join(path, SPEC_FILE)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"No dataset spec at {path}: prepare the dataset first "
+                "(python -m pipelines.eleme / pipelines.synthetic / pipelines.generic)."
+            )
+        with open(path) as fh:
+            return cls.from_dict(json.load(fh))
+
+
+def read_vocab(dataset_dir: str, field: str) -> list[str]:
+    """Raw values of a categorical field in id order (first value has id 2)."""
+    with open(os.path.join(dataset_dir, "vocab", f"{field}.txt")) as fh:
+        return [line.rstrip("\n") for line in fh]
+
+
+def write_vocab(dataset_dir: str, field: str, values: Iterable[str]) -> str:
+    os.makedirs(os.path.join(dataset_dir, "vocab"), exist_ok=True)
+    path = os.path.join(dataset_dir, "vocab", f"{field}.txt")
+    with open(path, "w") as fh:
+        for v in values:
+            v = str(v)
+            if "\n" in v:
+                raise ValueError(f"Vocabulary value of {field!r} contains a newline: {v!r}.")
+            fh.write(v + "\n")
+    return path
