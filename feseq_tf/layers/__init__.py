@@ -1,0 +1,25 @@
+"""FESeq layers: embeddings, interacting layer, sequence refiner and pooling."""
+
+from feseq_tf.layers.autoint import AutoIntLayer
+from feseq_tf.layers.embedding import EmbeddingL2, NumericEmbedding
+from feseq_tf.layers.pooling import (
+    ATTENTION_TYPES,
+    BilinearAttentionPooling,
+    Dice,
+    MeanPooling,
+    TargetPooling,
+)
+from feseq_tf.layers.transformer import COMBINE_MODES, TimeAwareTransformer
+
+__all__ = [
+    "ATTENTION_TYPES",
+    "COMBINE_MODES",
+    "AutoIntLayer",
+    "BilinearAttentionPooling",
+    "Dice",
+    "EmbeddingL2",
+    "MeanPooling",
+    "NumericEmbedding",
+    "TargetPooling",
+    "TimeAwareTransformer",
+]

@@ -166,7 +166,9 @@ class FESeq(keras.Model):
             return NumericEmbedding(d, embeddings_initializer=init, name=f"{prefix}_{f.name}")
 
         input_tables = {f.name: field_embedding(f, "embedding") for f in spec.fields}
-        output_tables = {f.name: field_embedding(f, "output_embedding") for f in item_fields}
+        # The target item's own embedding and interacting layers only feed attention pooling.
+        uses_query = config.pooling == "attention"
+        output_tables = {f.name: field_embedding(f, "output_embedding") for f in item_fields} if uses_query else {}
         sequence_features = SequenceFeatures(
             spec.max_len, spec.time_unit, use_history=config.use_history, name="sequence_features"
         )
@@ -176,7 +178,7 @@ class FESeq(keras.Model):
         ]
         target_interaction = [
             AutoIntLayer(num_heads=config.interaction_heads, dropout=config.dropout, name=f"target_interaction_{i}")
-            for i in range(config.target_interaction_layers)
+            for i in range(config.target_interaction_layers if uses_query else 0)
         ]
         num_fields = len(seq_fields) + (len(nonseq_fields) if config.nonseq_in_interaction else 0)
         refiner = TimeAwareTransformer(
@@ -228,7 +230,7 @@ class FESeq(keras.Model):
 
         seq_emb = [input_tables[f.name](sequence_of(f)) for f in seq_fields]  # each [B, T, d]
         nonseq_emb = [input_tables[f.name](inputs[f.name]) for f in nonseq_fields]  # [B, d]
-        target_item_emb = [output_tables[f.name](inputs[f.name]) for f in item_fields]  # [B, d]
+        target_item_emb = [table(inputs[name]) for name, table in output_tables.items()]  # [B, d]
 
         # Embedding L2 (paper eq. 13) on the rows this batch looks up, history rows
         # included, instead of on whole tables: its cost does not grow with the vocabulary.
@@ -250,10 +252,12 @@ class FESeq(keras.Model):
             flat, time_intervals=time_intervals, padding_mask=padding_mask, return_attention_scores=True
         )
 
-        e_out = ops.stack(target_item_emb, axis=1)  # [B, n_item, d]
-        for layer in target_interaction:
-            e_out, attention["target_field_attention"] = layer(e_out, return_attention_scores=True)
-        query = ops.reshape(e_out, (-1, len(item_fields) * d))
+        query = None
+        if uses_query:
+            e_out = ops.stack(target_item_emb, axis=1)  # [B, n_item, d]
+            for layer in target_interaction:
+                e_out, attention["target_field_attention"] = layer(e_out, return_attention_scores=True)
+            query = ops.reshape(e_out, (-1, len(item_fields) * d))
         pooled, attention["pooling_attention"] = pooling(
             query, refined, padding_mask=padding_mask, return_attention_scores=True
         )
