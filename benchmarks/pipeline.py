@@ -27,7 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def _run_child(args: Sequence[str]) -> dict[str, Any]:
@@ -55,31 +56,49 @@ def _random_raw(raw_dir: str, rows: int, seed: int) -> None:
     from pipelines import eleme
 
     rng = np.random.default_rng(seed)
-    pool = np.array(["^".join(map(str, rng.integers(1, 10**6, rng.integers(0, 30)))) for _ in range(2000)])
+    pool = np.array(
+        ["^".join(map(str, rng.integers(1, 10**6, rng.integers(0, 30)))) for _ in range(2000)]
+    )
     for d, day in enumerate(eleme.DEFAULT_DAYS):
         n = rows // 3 + (1 if d < rows % 3 else 0)
 
-        def zipf(k: int) -> np.ndarray:
+        def zipf(k: int, n: int = n) -> np.ndarray:
             return (rng.zipf(1.2, n) % k).astype(np.int64)
 
         frame = {
             "label": (rng.random(n) < 0.03).astype(np.int64),
-            "user_id": zipf(400_000), "gender": rng.integers(0, 3, n),
-            "visit_city": zipf(300), "avg_price": rng.gamma(2.0, 20.0, n).round(2),
-            "is_super_vip": rng.integers(0, 2, n), "ctr_30": rng.random(n).round(4),
-            "ord_30": rng.integers(0, 60, n), "total_amt_30": rng.gamma(2.0, 500.0, n).round(2),
-            "shop_id": zipf(100_000), "item_id": zipf(450_000), "city_id": zipf(300),
-            "district_id": zipf(1500), "shop_aoi_id": zipf(8000), "shop_geohash_6": zipf(3000),
-            "shop_geohash_12": zipf(60_000), "brand_id": zipf(5000), "category_1_id": zipf(40),
-            "merge_standard_food_id": zipf(900), "rank_7": rng.integers(0, 100, n),
-            "rank_30": rng.integers(0, 100, n), "rank_90": rng.integers(0, 100, n),
+            "user_id": zipf(400_000),
+            "gender": rng.integers(0, 3, n),
+            "visit_city": zipf(300),
+            "avg_price": rng.gamma(2.0, 20.0, n).round(2),
+            "is_super_vip": rng.integers(0, 2, n),
+            "ctr_30": rng.random(n).round(4),
+            "ord_30": rng.integers(0, 60, n),
+            "total_amt_30": rng.gamma(2.0, 500.0, n).round(2),
+            "shop_id": zipf(100_000),
+            "item_id": zipf(450_000),
+            "city_id": zipf(300),
+            "district_id": zipf(1500),
+            "shop_aoi_id": zipf(8000),
+            "shop_geohash_6": zipf(3000),
+            "shop_geohash_12": zipf(60_000),
+            "brand_id": zipf(5000),
+            "category_1_id": zipf(40),
+            "merge_standard_food_id": zipf(900),
+            "rank_7": rng.integers(0, 100, n),
+            "rank_30": rng.integers(0, 100, n),
+            "rank_90": rng.integers(0, 100, n),
             "times": (d * 1440 + rng.integers(0, 1440, n)).astype(np.int64),
-            "hours": rng.integers(0, 24, n), "time_type": rng.integers(0, 5, n),
-            "weekdays": np.full(n, d + 1), "geohash12": zipf(200_000),
+            "hours": rng.integers(0, 24, n),
+            "time_type": rng.integers(0, 5, n),
+            "weekdays": np.full(n, d + 1),
+            "geohash12": zipf(200_000),
         }
         for col in eleme.LIST_COLUMNS:
             frame[col] = pool[rng.integers(0, len(pool), n)]
-        eleme.write_raw_csv(pd.DataFrame(frame), os.path.join(raw_dir, f"{day}.csv"), oracle=rng.random(n))
+        eleme.write_raw_csv(
+            pd.DataFrame(frame), os.path.join(raw_dir, f"{day}.csv"), oracle=rng.random(n)
+        )
 
 
 def phase_generate(raw_dir: str, rows: int, generator: str, seed: int) -> dict[str, Any]:
@@ -160,9 +179,15 @@ def phase_read(out_dir: str, batch_size: int) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=1_200_000, help="Raw rows over the three day files.")
-    parser.add_argument("--work", default=None, help="Working directory (default: a temporary one).")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.pipeline", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--rows", type=int, default=1_200_000, help="Raw rows over the three day files."
+    )
+    parser.add_argument(
+        "--work", default=None, help="Working directory (default: a temporary one)."
+    )
     parser.add_argument("--generator", choices=("auto", "synthetic", "random"), default="auto")
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=2024)
@@ -193,15 +218,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if not args.keep and not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"raw rows              {args.rows:,} ({gen['generator']} generator, "
-          f"{gen['raw_bytes'] / 2**20:,.0f} MiB of CSV, generated in {gen['seconds']:.1f}s)")
-    print(f"raw -> TFRecords      {prep['seconds']:.1f}s  ({prep['rows_per_s']:,} rows/s), "
-          f"peak RSS {prep['peak_rss_gib']:.2f} GiB, process wall {prep['wall_s']:.1f}s")
+    print(
+        f"raw rows              {args.rows:,} ({gen['generator']} generator, "
+        f"{gen['raw_bytes'] / 2**20:,.0f} MiB of CSV, generated in {gen['seconds']:.1f}s)"
+    )
+    print(
+        f"raw -> TFRecords      {prep['seconds']:.1f}s  ({prep['rows_per_s']:,} rows/s), "
+        f"peak RSS {prep['peak_rss_gib']:.2f} GiB, process wall {prep['wall_s']:.1f}s"
+    )
     print(f"  samples             {prep['samples']}  (dropped {prep['rows_dropped_total']:,})")
     for step, sec in prep["timings_s"].items():
         print(f"    {step:<34s}{sec:8.2f}s")
-    print(f"reader                {read['examples_per_s']:,} examples/s ({read['reader']}, "
-          f"batch {read['batch_size']}, {read['examples']:,} examples), peak RSS {read['peak_rss_gib']:.2f} GiB")
+    print(
+        f"reader                {read['examples_per_s']:,} examples/s ({read['reader']}, "
+        f"batch {read['batch_size']}, {read['examples']:,} examples), peak RSS {read['peak_rss_gib']:.2f} GiB"
+    )
     print(json.dumps({"generate": gen, "prepare": prep, "read": read}))
     return 0
 

@@ -32,7 +32,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -58,11 +59,27 @@ NON_SEQUENTIAL_FIELDS: tuple[FieldConfig, ...] = (
 )
 
 _NUMERIC_STATES = (
-    "island_no", "spin_stock", "coin_stock", "diamond_stock", "island_complete_gap_coin",
-    "island_complete_gap_building_cnt", "tournament_rank", "login_cnt_1d",
-    "ads_watch_cnt_1d", "register_country_arpu", "life_time", "star", "battle_pass_exp",
-    "pet_heart_stock", "pet_exp_stock", "friend_cnt", "social_friend_cnt", "pay_amt",
-    "pay_cnt", "pay_per_day", "pay_mean",
+    "island_no",
+    "spin_stock",
+    "coin_stock",
+    "diamond_stock",
+    "island_complete_gap_coin",
+    "island_complete_gap_building_cnt",
+    "tournament_rank",
+    "login_cnt_1d",
+    "ads_watch_cnt_1d",
+    "register_country_arpu",
+    "life_time",
+    "star",
+    "battle_pass_exp",
+    "pet_heart_stock",
+    "pet_exp_stock",
+    "friend_cnt",
+    "social_friend_cnt",
+    "pay_amt",
+    "pay_cnt",
+    "pay_per_day",
+    "pay_mean",
 )
 
 #: 24 sequential fields: the bundle shown (item) and the user's game state (context).
@@ -139,7 +156,9 @@ def prepare(
         PrepareResult of :func:`pipelines.generic.build_dataset`.
     """
     if spec is not None and spec_options:
-        raise ValueError(f"Give either spec or spec options, not both (got {sorted(spec_options)}).")
+        raise ValueError(
+            f"Give either spec or spec options, not both (got {sorted(spec_options)})."
+        )
     spec = spec or pipeline_spec(**spec_options)
     start = time.perf_counter()
     frames, dropped, rows_read = [], {}, 0
@@ -168,15 +187,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input", help="CSV (with header) / Parquet file, or a directory of them.")
     parser.add_argument("--out", help="Output dataset directory.")
     parser.add_argument("--spec", help="A pipeline spec (YAML/JSON) replacing the built-in schema.")
-    parser.add_argument("--write-spec", metavar="PATH", help="Write the built-in schema as YAML/JSON and exit.")
+    parser.add_argument(
+        "--write-spec", metavar="PATH", help="Write the built-in schema as YAML/JSON and exit."
+    )
     parser.add_argument("--max-len", type=int, default=8)
     parser.add_argument("--min-count", type=int, default=1)
-    parser.add_argument("--timestamp-format", default=None, help="'iso8601' or a strftime format for text timestamps.")
+    parser.add_argument(
+        "--timestamp-format",
+        default=None,
+        help="'iso8601' or a strftime format for text timestamps.",
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.write_spec:
-        pipeline_spec(max_len=args.max_len, min_count=args.min_count,
-                      timestamp_format=args.timestamp_format).save(args.write_spec)
+        pipeline_spec(
+            max_len=args.max_len, min_count=args.min_count, timestamp_format=args.timestamp_format
+        ).save(args.write_spec)
         print(args.write_spec)
         return 0
     if not args.input or not args.out:
@@ -184,8 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.spec:
         spec = PipelineSpec.load(args.spec)
     else:
-        spec = pipeline_spec(max_len=args.max_len, min_count=args.min_count,
-                             timestamp_format=args.timestamp_format)
+        spec = pipeline_spec(
+            max_len=args.max_len, min_count=args.min_count, timestamp_format=args.timestamp_format
+        )
     try:
         result = prepare(args.input, args.out, spec=spec, progress=not args.quiet)
     except FileNotFoundError as err:

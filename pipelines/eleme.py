@@ -44,9 +44,9 @@ import io
 import json
 import os
 import sys
-import time
 import zlib
-from typing import Any, Mapping, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,16 +64,15 @@ DEFAULT_DAYS = ("D1_0", "D3_1", "D5_0")
 ORACLE_SUFFIX = ".oracle.csv"
 
 #: The 39 raw columns, in file order (no header in the files).
-RAW_COLUMNS: tuple[str, ...] = (
-    "label", "user_id", "gender", "visit_city", "avg_price", "is_super_vip", "ctr_30",
-    "ord_30", "total_amt_30",
-    "shop_id", "item_id", "city_id", "district_id", "shop_aoi_id", "shop_geohash_6",
-    "shop_geohash_12", "brand_id", "category_1_id", "merge_standard_food_id", "rank_7",
-    "rank_30", "rank_90",
-    "shop_id_list", "item_id_list", "category_1_id_list", "merge_standard_food_id_list",
-    "brand_id_list", "price_list", "shop_aoi_id_list", "shop_geohash_6_list",
-    "timediff_list", "hours_list", "time_type_list", "weekdays_list",
-    "times", "hours", "time_type", "weekdays", "geohash12",
+RAW_COLUMNS: tuple[str, ...] = tuple(
+    """
+    label user_id gender visit_city avg_price is_super_vip ctr_30 ord_30 total_amt_30
+    shop_id item_id city_id district_id shop_aoi_id shop_geohash_6 shop_geohash_12
+    brand_id category_1_id merge_standard_food_id rank_7 rank_30 rank_90
+    shop_id_list item_id_list category_1_id_list merge_standard_food_id_list brand_id_list
+    price_list shop_aoi_id_list shop_geohash_6_list timediff_list hours_list time_type_list
+    weekdays_list times hours time_type weekdays geohash12
+    """.split()
 )
 #: Raw history columns: not used (histories are rebuilt from the impressions).
 LIST_COLUMNS: tuple[str, ...] = tuple(c for c in RAW_COLUMNS if c.endswith("_list"))
@@ -99,11 +98,13 @@ NON_SEQUENTIAL_FIELDS: tuple[FieldConfig, ...] = (
 #: The 14 sequential fields: 11 describing the item, 3 the impression's time context.
 SEQUENTIAL_FIELDS: tuple[FieldConfig, ...] = tuple(
     FieldConfig(name, "categorical", "item")
-    for name in (
-        "shop_id", "item_id", "city_id", "district_id", "shop_aoi_id", "shop_geohash_6",
-        "shop_geohash_12", "category_1_id", "rank_7", "rank_30", "rank_90",
-    )
-) + tuple(FieldConfig(name, "categorical", "context") for name in ("hours", "time_type", "weekdays"))
+    for name in """
+    shop_id item_id city_id district_id shop_aoi_id shop_geohash_6 shop_geohash_12
+    category_1_id rank_7 rank_30 rank_90
+    """.split()
+) + tuple(
+    FieldConfig(name, "categorical", "context") for name in ("hours", "time_type", "weekdays")
+)
 
 #: (name, role, type, sequential) of every field, in the dataset spec's field order.
 FIELD_LAYOUT: tuple[tuple[str, str, str, bool], ...] = tuple(
@@ -119,10 +120,10 @@ UNKNOWN_CODES: dict[str, tuple[str, ...]] = {
     "gender": ("-99",),
     **{
         name: ("-1",)
-        for name in (
-            "city_id", "district_id", "shop_aoi_id", "shop_geohash_6", "shop_geohash_12",
-            "rank_7", "rank_30", "rank_90", "geohash12",
-        )
+        for name in """
+        city_id district_id shop_aoi_id shop_geohash_6 shop_geohash_12 rank_7 rank_30 rank_90
+        geohash12
+        """.split()
     },
 }
 #: The non-list raw columns the pipeline reads, in file order.
@@ -180,7 +181,10 @@ def raw_paths(raw_dir: str, days: Sequence[str]) -> list[str]:
     missing = [os.path.basename(p) for p in paths if not os.path.isfile(p)]
     if not os.path.isdir(raw_dir) or missing:
         raise FileNotFoundError(
-            missing_files_message(raw_dir, [os.path.basename(p) for p in paths] if not os.path.isdir(raw_dir) else missing)
+            missing_files_message(
+                raw_dir,
+                [os.path.basename(p) for p in paths] if not os.path.isdir(raw_dir) else missing,
+            )
         )
     return paths
 
@@ -233,7 +237,11 @@ def _line_checks(arr: np.ndarray, starts: np.ndarray, ends: np.ndarray, data: by
     return reason
 
 
-_LINE_REASONS = {1: "malformed:empty_line", 2: "malformed:unparsable", 3: "malformed:wrong_column_count"}
+_LINE_REASONS = {
+    1: "malformed:empty_line",
+    2: "malformed:unparsable",
+    3: "malformed:wrong_column_count",
+}
 
 
 def _parse_lines(data: bytes) -> pa.Table:
@@ -242,8 +250,12 @@ def _parse_lines(data: bytes) -> pa.Table:
         io.BytesIO(data),
         read_options=pacsv.ReadOptions(column_names=list(RAW_COLUMNS), block_size=1 << 24),
         parse_options=pacsv.ParseOptions(
-            delimiter=",", quote_char=False, double_quote=False, escape_char=False,
-            newlines_in_values=False, ignore_empty_lines=False,
+            delimiter=",",
+            quote_char=False,
+            double_quote=False,
+            escape_char=False,
+            newlines_in_values=False,
+            ignore_empty_lines=False,
         ),
         convert_options=pacsv.ConvertOptions(
             include_columns=list(USED_COLUMNS),
@@ -274,7 +286,10 @@ def _check_values(table: pa.Table) -> tuple[pa.Table, np.ndarray, dict[str, np.n
     for name, codes in UNKNOWN_CODES.items():
         values = pa.array(codes + tuple(c + ".0" for c in codes))
         reasons.append(
-            (f"unknown_code:{name}", pc.is_in(columns[name], value_set=values).to_numpy(zero_copy_only=False))
+            (
+                f"unknown_code:{name}",
+                pc.is_in(columns[name], value_set=values).to_numpy(zero_copy_only=False),
+            )
         )
     keep = np.ones(n, dtype=bool)
     hits: dict[str, np.ndarray] = {}
@@ -332,7 +347,9 @@ def read_raw_file(
             starts = np.empty_like(ends)
             starts[0] = 0
             starts[1:] = ends[:-1] + 1
-            take = rng.random(len(ends)) < sample_frac if sample_frac < 1 else np.ones(len(ends), bool)
+            take = (
+                rng.random(len(ends)) < sample_frac if sample_frac < 1 else np.ones(len(ends), bool)
+            )
             reason = _line_checks(arr, starts, ends, data)
             for code, name in _LINE_REASONS.items():
                 count = int(np.count_nonzero(take & (reason == code)))
@@ -341,7 +358,8 @@ def read_raw_file(
             good = take & (reason == 0)
             sampled += int(take.sum())
             if good.any():
-                table = _parse_lines(arr[np.repeat(good, ends - starts + 1)].tobytes())
+                lines_data = data if good.all() else arr[np.repeat(good, ends - starts + 1)].tobytes()
+                table = _parse_lines(lines_data)
                 if table.num_rows != int(good.sum()):
                     raise RuntimeError(
                         f"{path}: parsed {table.num_rows} rows from {int(good.sum())} checked lines."
@@ -359,7 +377,13 @@ def read_raw_file(
     else:
         table = pa.table({c: pa.array([], pa.string()) for c in USED_COLUMNS})
     numbers = np.concatenate(line_numbers) if line_numbers else np.zeros(0, np.int64)
-    return RawFile(table=table, line_numbers=numbers.astype(np.int64), lines=lines, sampled=sampled, dropped=dropped)
+    return RawFile(
+        table=table,
+        line_numbers=numbers.astype(np.int64),
+        lines=lines,
+        sampled=sampled,
+        dropped=dropped,
+    )
 
 
 def read_oracle(path: str, lines: int) -> np.ndarray:
@@ -378,7 +402,9 @@ def read_oracle(path: str, lines: int) -> np.ndarray:
     return floats
 
 
-def write_raw_csv(frame: pd.DataFrame, path: str, oracle: Sequence[float] | np.ndarray | None = None) -> str:
+def write_raw_csv(
+    frame: pd.DataFrame, path: str, oracle: Sequence[float] | np.ndarray | None = None
+) -> str:
     """Write impressions in the raw Ele.me layout (39 columns, no header).
 
     ``frame`` needs every column of :data:`USED_COLUMNS` except the
@@ -395,16 +421,21 @@ def write_raw_csv(frame: pd.DataFrame, path: str, oracle: Sequence[float] | np.n
         if c in frame.columns:
             arrays.append(pa.array(frame[c], from_pandas=True))
         else:
-            arrays.append(pa.array(np.full(n, "0" if c in DROPPED_COLUMNS else "", dtype=object), pa.string()))
+            arrays.append(
+                pa.array(np.full(n, "0" if c in DROPPED_COLUMNS else "", dtype=object), pa.string())
+            )
     table = pa.Table.from_arrays(arrays, names=list(RAW_COLUMNS))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
+    pacsv.write_csv(
+        table, path, write_options=pacsv.WriteOptions(include_header=False, quoting_style="none")
+    )
     if oracle is not None:
         probs = np.asarray(oracle, dtype=np.float64)
         if probs.shape != (n,):
             raise ValueError(f"write_raw_csv: oracle has shape {probs.shape}, expected ({n},).")
         pacsv.write_csv(
-            pa.table({"p": probs}), oracle_path(path),
+            pa.table({"p": probs}),
+            oracle_path(path),
             write_options=pacsv.WriteOptions(include_header=False),
         )
     return path
@@ -431,7 +462,7 @@ def read_days(
     oracles = [oracle_path(p) for p in paths]
     has_oracle = [os.path.isfile(p) for p in oracles]
     if any(has_oracle) and not all(has_oracle):
-        lacking = [os.path.basename(o) for o, h in zip(oracles, has_oracle) if not h]
+        lacking = [os.path.basename(o) for o, h in zip(oracles, has_oracle, strict=True) if not h]
         raise ValueError(f"Oracle side files exist for some day files but not for {lacking}.")
     timer = generic.StepTimer(DATASET_NAME, progress)
     tables = []
@@ -439,7 +470,7 @@ def read_days(
     files = []
     dropped: dict[str, int] = {}
     rows_read = 0
-    for path, opath, with_oracle in zip(paths, oracles, has_oracle):
+    for path, opath, with_oracle in zip(paths, oracles, has_oracle, strict=True):
         with timer.step(f"read {os.path.basename(path)}") as info:
             raw = read_raw_file(path, sample_frac=sample_frac, seed=seed)
             info["rows"] = raw.lines
@@ -521,13 +552,22 @@ def prepare(
     Returns:
         PrepareResult (dataset spec, report, in-memory tables).
     """
-    df, read_report = read_days(raw_dir, days, sample_frac=sample_frac, seed=seed, progress=progress)
+    df, read_report = read_days(
+        raw_dir, days, sample_frac=sample_frac, seed=seed, progress=progress
+    )
     spec = pipeline_spec(
-        max_len=max_len, min_count=min_count, time_unit=time_unit, time_clip=time_clip,
-        num_shards=num_shards, seed=seed, name=name,
+        max_len=max_len,
+        min_count=min_count,
+        time_unit=time_unit,
+        time_clip=time_clip,
+        num_shards=num_shards,
+        seed=seed,
+        name=name,
     )
     extra = {"days": list(days), "sample_frac": sample_frac, "seed": seed, "source": TIANCHI_URL}
-    return generic.build_dataset(df, spec, out_dir, progress=progress, read_report=read_report, extra=extra)
+    return generic.build_dataset(
+        df, spec, out_dir, progress=progress, read_report=read_report, extra=extra
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -536,29 +576,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m pipelines.eleme",
         description="Prepare the Ele.me dataset (Tianchi 131047) for FESeq.",
     )
-    parser.add_argument("--raw-dir", required=True, help="Directory with D1_0.csv, D3_1.csv, D5_0.csv.")
+    parser.add_argument(
+        "--raw-dir", required=True, help="Directory with D1_0.csv, D3_1.csv, D5_0.csv."
+    )
     parser.add_argument("--out", required=True, help="Output dataset directory.")
-    parser.add_argument("--days", nargs="+", default=list(DEFAULT_DAYS), help="Day files (without .csv).")
-    parser.add_argument("--sample-frac", type=float, default=1 / 3, help="Fraction of each day file kept (paper: 1/3).")
+    parser.add_argument(
+        "--days", nargs="+", default=list(DEFAULT_DAYS), help="Day files (without .csv)."
+    )
+    parser.add_argument(
+        "--sample-frac",
+        type=float,
+        default=1 / 3,
+        help="Fraction of each day file kept (paper: 1/3).",
+    )
     parser.add_argument("--max-len", type=int, default=10)
     parser.add_argument("--min-count", type=int, default=10)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--time-unit", type=float, default=1.0, help="Divisor of time intervals.")
-    parser.add_argument("--time-clip", type=int, default=4000, help="Clip of time intervals (in units).")
-    parser.add_argument("--num-shards", type=int, default=None, help="Training shards (default: ~100k samples each).")
+    parser.add_argument(
+        "--time-clip", type=int, default=4000, help="Clip of time intervals (in units)."
+    )
+    parser.add_argument(
+        "--num-shards",
+        type=int,
+        default=None,
+        help="Training shards (default: ~100k samples each).",
+    )
     parser.add_argument("--quiet", action="store_true", help="No progress lines.")
     args = parser.parse_args(argv)
     try:
         result = prepare(
-            args.raw_dir, args.out, days=args.days, sample_frac=args.sample_frac,
-            max_len=args.max_len, min_count=args.min_count, seed=args.seed,
-            time_unit=args.time_unit, time_clip=args.time_clip, num_shards=args.num_shards,
+            args.raw_dir,
+            args.out,
+            days=args.days,
+            sample_frac=args.sample_frac,
+            max_len=args.max_len,
+            min_count=args.min_count,
+            seed=args.seed,
+            time_unit=args.time_unit,
+            time_clip=args.time_clip,
+            num_shards=args.num_shards,
             progress=not args.quiet,
         )
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps({"out": args.out, "samples": result.report["samples"], "ctr": result.report["ctr"]}))
+    print(
+        json.dumps(
+            {"out": args.out, "samples": result.report["samples"], "ctr": result.report["ctr"]}
+        )
+    )
     return 0
 
 

@@ -38,7 +38,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,7 @@ class FieldConfig:
             )
 
     @classmethod
-    def from_dict(cls, d: Any, *, sequential: bool) -> "FieldConfig":
+    def from_dict(cls, d: Any, *, sequential: bool) -> FieldConfig:
         """Build from ``{name, type, role}`` (or just a name); unknown keys raise."""
         if isinstance(d, str):
             d = {"name": d}
@@ -94,7 +95,9 @@ class FieldConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"Field {d.get('name')!r}: unknown keys {unknown}; expected {sorted(known)}.")
+            raise ValueError(
+                f"Field {d.get('name')!r}: unknown keys {unknown}; expected {sorted(known)}."
+            )
         if "name" not in d:
             raise ValueError(f"A field needs a 'name', got {dict(d)!r}.")
         role = d.get("role", "item" if sequential else "user")
@@ -205,13 +208,16 @@ class PipelineSpec:
         _check_int("seed", self.seed, 0)
         if not isinstance(self.time_unit, (int, float)) or not self.time_unit > 0:
             raise ValueError(f"time_unit must be a number > 0, got {self.time_unit!r}.")
-        if len(self.split_ratios) != 3 or not all(
-            isinstance(r, (int, float)) and not isinstance(r, bool) and r >= 0
-            for r in self.split_ratios
-        ) or self.split_ratios[0] <= 0:
+        if (
+            len(self.split_ratios) != 3
+            or not all(
+                isinstance(r, (int, float)) and not isinstance(r, bool) and r >= 0
+                for r in self.split_ratios
+            )
+            or self.split_ratios[0] <= 0
+        ):
             raise ValueError(
-                "split_ratios must be 3 numbers >= 0 (train > 0), "
-                f"got {self.split_ratios!r}."
+                f"split_ratios must be 3 numbers >= 0 (train > 0), got {self.split_ratios!r}."
             )
 
     @property
@@ -232,21 +238,23 @@ class PipelineSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PipelineSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> PipelineSpec:
         """Build from a mapping (a parsed YAML/JSON file); unknown keys raise."""
         if not isinstance(d, Mapping):
             raise ValueError(f"A pipeline spec must be a mapping, got {type(d).__name__}.")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"Unknown keys in pipeline spec: {unknown}; expected keys are {sorted(known)}.")
+            raise ValueError(
+                f"Unknown keys in pipeline spec: {unknown}; expected keys are {sorted(known)}."
+            )
         missing = [k for k in ("name", "user_key", "timestamp", "sequential_fields") if k not in d]
         if missing:
             raise ValueError(f"Pipeline spec is missing required keys {missing}.")
         return cls(**d)
 
     @classmethod
-    def load(cls, path: str) -> "PipelineSpec":
+    def load(cls, path: str) -> PipelineSpec:
         """Load a YAML or JSON spec file."""
         import yaml
 
@@ -427,7 +435,9 @@ def timestamp_values(
     Returns:
         (values int64 (0 where not usable), missing, non-numeric, non-integer masks).
     """
-    is_datetime = isinstance(values, pd.Series) and pd.api.types.is_datetime64_any_dtype(values.dtype)
+    is_datetime = isinstance(values, pd.Series) and pd.api.types.is_datetime64_any_dtype(
+        values.dtype
+    )
     if is_datetime or fmt is not None:
         if is_datetime:
             out, missing = _datetime_seconds(values)
@@ -437,15 +447,24 @@ def timestamp_values(
             missing = text.is_null().to_numpy(zero_copy_only=False)
             parsed = pd.to_datetime(
                 pd.Series(text.to_numpy(zero_copy_only=False)),
-                format="ISO8601" if fmt == "iso8601" else fmt, errors="coerce", utc=True,
+                format="ISO8601" if fmt == "iso8601" else fmt,
+                errors="coerce",
+                utc=True,
             )
             out, nat = _datetime_seconds(parsed)
             bad = nat & ~missing
         return out, missing, bad, np.zeros(len(out), dtype=bool)
     floats, missing, bad = numeric_values(values)
     if isinstance(values, pd.Series) and pd.api.types.is_integer_dtype(values.dtype):
-        return values.to_numpy(dtype=np.int64, na_value=0), missing, bad, np.zeros(len(floats), bool)
-    integral = np.isfinite(floats) & (floats == np.round(floats)) & (np.abs(floats) < _MAX_EXACT_INT)
+        return (
+            values.to_numpy(dtype=np.int64, na_value=0),
+            missing,
+            bad,
+            np.zeros(len(floats), bool),
+        )
+    integral = (
+        np.isfinite(floats) & (floats == np.round(floats)) & (np.abs(floats) < _MAX_EXACT_INT)
+    )
     non_integer = ~missing & ~bad & ~integral
     out = np.where(integral, floats, 0).astype(np.int64)
     return out, missing, bad, non_integer
@@ -615,8 +634,11 @@ def encode_examples(
         list_len = 1 + _varint_len(payload_len.view(np.uint64)) + payload_len
         feature_len = 1 + _varint_len(list_len.view(np.uint64)) + list_len
         entry_len = (
-            2 + len(_varint_bytes(len(key))) + len(key)
-            + _varint_len(feature_len.view(np.uint64)) + feature_len
+            2
+            + len(_varint_bytes(len(key)))
+            + len(key)
+            + _varint_len(feature_len.view(np.uint64))
+            + feature_len
         )
         features_len += 1 + _varint_len(entry_len.view(np.uint64)) + entry_len
         planned.append((key, kind, payload, payload_len, list_len, feature_len, entry_len, tag))
@@ -644,14 +666,25 @@ def encode_examples(
     return buf, offsets
 
 
-def feature_kinds(spec: schema.DatasetSpec) -> list[tuple[str, str]]:
-    """(feature name, ``"int64"``/``"float32"``) of every record feature, in spec order."""
-    import tensorflow as tf
-
-    kinds = []
-    for name, feature in spec.tfrecord_features().items():
-        kinds.append((name, "int64" if feature.dtype == tf.int64 else "float32"))
-    return kinds
+def record_features(spec: schema.DatasetSpec) -> list[tuple[str, str]]:
+    """(name, ``"int64"``/``"float32"``) of every record feature, in the order of
+    :meth:`DatasetSpec.tfrecord_features` (derived without importing TensorFlow)."""
+    out: list[tuple[str, str]] = []
+    for f in spec.fields:
+        kind = "int64" if f.is_categorical else "float32"
+        out.append((f.name, kind))
+        if f.sequential:
+            out.append((f.hist_name, kind))
+    out += [
+        (spec.time_field, "int64"),
+        (spec.time_hist_name, "int64"),
+        (schema.HIST_LEN, "int64"),
+        (schema.GROUP_KEY, "int64"),
+        (spec.label, "float32"),
+    ]
+    if spec.has_oracle:
+        out.append((schema.ORACLE_KEY, "float32"))
+    return out
 
 
 def write_tfrecords(
@@ -718,6 +751,180 @@ def build_vocabulary(
     return id_of_code, [str(v) for v in uniques[order]]
 
 
+@dataclasses.dataclass
+class _Cleaned:
+    """The kept rows of an impression table, parsed (input order)."""
+
+    rows_in: int
+    dropped: dict[str, int]
+    group_id: np.ndarray  # int64, dense id of the user key
+    times: np.ndarray  # int64
+    label: np.ndarray  # float32
+    categorical: dict[str, tuple[np.ndarray, np.ndarray]]  # codes (-1 missing), raw values
+    numeric: dict[str, tuple[np.ndarray, np.ndarray]]  # float64 values, missing mask
+    oracle: np.ndarray | None  # float32
+
+    @property
+    def rows(self) -> int:
+        return len(self.times)
+
+
+def _clean(df: pd.DataFrame, ps: PipelineSpec) -> _Cleaned:
+    """Parse every column and drop unusable rows, counting each by its first reason."""
+    n_in = len(df)
+    user_codes, _ = categorical_codes(df[ps.user_key])
+    times, t_missing, t_bad, t_nonint = timestamp_values(df[ps.timestamp], ps.timestamp_format)
+    label, l_missing, l_bad = numeric_values(df[ps.label])
+    categorical = {}
+    numeric = {}
+    for f in ps.fields:
+        if f.type == "categorical":
+            categorical[f.name] = categorical_codes(df[f.name])
+        else:
+            numeric[f.name] = numeric_values(df[f.name])
+    drops: list[tuple[str, np.ndarray]] = [
+        (f"missing:{ps.user_key}", user_codes < 0),
+        (f"missing:{ps.timestamp}", t_missing),
+        (f"non_numeric:{ps.timestamp}", t_bad),
+        (f"non_integer:{ps.timestamp}", t_nonint),
+        (f"missing:{ps.label}", l_missing),
+        (f"non_numeric:{ps.label}", l_bad),
+        (f"bad_label:{ps.label}", ~l_missing & ~l_bad & (label != 0) & (label != 1)),
+    ]
+    drops += [(f"non_numeric:{name}", bad) for name, (_, _, bad) in numeric.items()]
+    if ps.drop_missing:
+        for f in ps.fields:
+            if f.name in categorical:
+                drops.append((f"missing:{f.name}", categorical[f.name][0] < 0))
+            else:
+                drops.append((f"missing:{f.name}", numeric[f.name][1]))
+    oracle = None
+    if schema.ORACLE_KEY in df.columns:
+        oracle, o_missing, o_bad = numeric_values(df[schema.ORACLE_KEY])
+        out_of_range = ~((oracle >= 0) & (oracle <= 1))
+        drops.append((f"bad_value:{schema.ORACLE_KEY}", o_missing | o_bad | out_of_range))
+    keep = np.ones(n_in, dtype=bool)
+    dropped: dict[str, int] = {}
+    for reason, mask in drops:
+        hit = int(np.count_nonzero(mask & keep))
+        if hit:
+            dropped[reason] = hit
+            keep &= ~mask
+    if not keep.any():
+        raise ValueError(
+            f"No rows left for dataset {ps.name!r} after cleaning {n_in} rows "
+            f"(dropped by reason: {dropped})."
+        )
+    # Codes are in first-seen order, so the dense ids are too.
+    _, group_id = np.unique(user_codes[keep], return_inverse=True)
+    return _Cleaned(
+        rows_in=n_in,
+        dropped=dropped,
+        group_id=group_id.astype(np.int64),
+        times=times[keep],
+        label=label[keep].astype(np.float32),
+        categorical={k: (codes[keep], uniques) for k, (codes, uniques) in categorical.items()},
+        numeric={k: (v[keep], missing[keep]) for k, (v, missing, _) in numeric.items()},
+        oracle=None if oracle is None else oracle[keep].astype(np.float32),
+    )
+
+
+def _split_rows(times: np.ndarray, ps: PipelineSpec) -> dict[str, np.ndarray]:
+    """Row indices of each split, in record order (train optionally shuffled)."""
+    time_order = np.argsort(times, kind="stable")
+    b1, b2 = split_bounds(len(times), ps.split_ratios)
+    if b1 == 0:
+        raise ValueError(f"The training split of {ps.name!r} is empty ({len(times)} samples).")
+    rows = {"train": time_order[:b1], "valid": time_order[b1:b2], "test": time_order[b2:]}
+    if ps.shuffle_train:
+        rows["train"] = rows["train"][np.random.default_rng(ps.seed).permutation(b1)]
+    return rows
+
+
+def _encode_fields(
+    ps: PipelineSpec, data: _Cleaned, train_mask: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]], list[schema.FieldSpec]]:
+    """Vocabulary ids and scaled numbers with training statistics (consumes ``data``)."""
+    encoded: dict[str, np.ndarray] = {}
+    vocabs: dict[str, list[str]] = {}
+    field_specs: list[schema.FieldSpec] = []
+    seq_names = {f.name for f in ps.sequential_fields}
+    for f in ps.fields:
+        common = dict(name=f.name, role=f.role, type=f.type, sequential=f.name in seq_names)
+        if f.type == "categorical":
+            codes, uniques = data.categorical.pop(f.name)
+            id_of_code, values = build_vocabulary(codes, uniques, train_mask, ps.min_count)
+            ids = np.full(len(codes), schema.OOV_ID, dtype=np.int64)
+            present = codes >= 0
+            ids[present] = id_of_code[codes[present]]
+            encoded[f.name] = ids
+            vocabs[f.name] = values
+            vocab_size = len(values) + schema.NUM_RESERVED_IDS
+            field_specs.append(schema.FieldSpec(**common, vocab_size=vocab_size))
+        else:
+            values, missing = data.numeric.pop(f.name)
+            train_values = values[train_mask & ~missing]
+            lo = float(train_values.min()) if train_values.size else 0.0
+            hi = float(train_values.max()) if train_values.size else 0.0
+            scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros(len(values))
+            encoded[f.name] = np.where(missing, 0.0, scaled).astype(np.float32)
+            field_specs.append(schema.FieldSpec(**common, min=lo, max=hi))
+    return encoded, vocabs, field_specs
+
+
+def _history_columns(
+    ps: PipelineSpec,
+    data: _Cleaned,
+    encoded: dict[str, np.ndarray],
+    out_rows: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Every record feature for the rows ``out_rows`` (consumes ``encoded``).
+
+    Rows are sorted by (user, time, input position); an impression's k-th previous
+    impression is then k places before it when it is at least k places from its
+    user's first one. Column j of a history holds the impression ``L - j`` places back.
+    Histories are cut from sliding windows over the user-sorted values, so every
+    output row is one contiguous read.
+    """
+    L = ps.max_len
+    n = data.rows
+    by_user = np.lexsort((np.arange(n), data.times, data.group_id))
+    sorted_pos = np.empty(n, dtype=np.int64)
+    sorted_pos[by_user] = np.arange(n)
+    sorted_group = data.group_id[by_user]
+    first = np.zeros(n, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
+    first[starts] = starts
+    np.maximum.accumulate(first, out=first)
+    pos = sorted_pos[out_rows]
+    earlier = pos - first[pos]  # impressions of the same user before this one
+    other = earlier[:, None] < np.arange(L, 0, -1)[None, :]  # another user's or padding
+
+    def history(values: np.ndarray) -> np.ndarray:
+        # Windows over the user-sorted values: window p holds sorted positions p-L..p-1.
+        padded = np.zeros(n + L, dtype=values.dtype)
+        padded[L:] = values[by_user]
+        hist = np.lib.stride_tricks.sliding_window_view(padded, L)[pos]
+        np.copyto(hist, 0, where=other)
+        return hist
+
+    seq_names = {f.name for f in ps.sequential_fields}
+    columns: dict[str, np.ndarray] = {}
+    for f in ps.fields:
+        values = encoded.pop(f.name)
+        columns[f.name] = values[out_rows]
+        if f.name in seq_names:
+            columns[f.name + schema.HIST_SUFFIX] = history(values)
+    columns[ps.timestamp] = data.times[out_rows]
+    columns[ps.timestamp + schema.HIST_SUFFIX] = history(data.times)
+    columns[schema.HIST_LEN] = np.minimum(earlier, L).astype(np.int64)
+    columns[schema.GROUP_KEY] = data.group_id[out_rows]
+    columns[ps.label] = data.label[out_rows]
+    if data.oracle is not None:
+        columns[schema.ORACLE_KEY] = data.oracle[out_rows]
+    return columns
+
+
 def build_dataset(
     df: pd.DataFrame,
     pipeline_spec: PipelineSpec,
@@ -744,198 +951,59 @@ def build_dataset(
         extra: dict or None. Provenance stored in ``dataset_spec.json`` ``extra``.
 
     Returns:
-        PrepareResult with the dataset spec, the report and the in-memory tables.
+        PrepareResult with the dataset spec, the report, the in-memory tables and the
+        vocabularies.
     """
     ps = pipeline_spec
-    timer = StepTimer(ps.name, progress)
     missing_cols = [c for c in ps.required_columns if c not in df.columns]
     if missing_cols:
         raise ValueError(
             f"Input table lacks the columns {missing_cols} named by pipeline spec "
             f"{ps.name!r}; it has {list(df.columns)}."
         )
-    n_in = len(df)
-    has_oracle = schema.ORACLE_KEY in df.columns
-    L = ps.max_len
-
-    # 1. Parse and clean --------------------------------------------------------------
-    with timer.step("parse columns") as info:
-        info["rows"] = n_in
-        user_codes, _ = categorical_codes(df[ps.user_key])
-        times, t_missing, t_bad, t_nonint = timestamp_values(df[ps.timestamp], ps.timestamp_format)
-        label, l_missing, l_bad = numeric_values(df[ps.label])
-        cat: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        num: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        for f in ps.fields:
-            if f.type == "categorical":
-                cat[f.name] = categorical_codes(df[f.name])
-            else:
-                num[f.name] = numeric_values(df[f.name])
-        drops: list[tuple[str, np.ndarray]] = [
-            (f"missing:{ps.user_key}", user_codes < 0),
-            (f"missing:{ps.timestamp}", t_missing),
-            (f"non_numeric:{ps.timestamp}", t_bad),
-            (f"non_integer:{ps.timestamp}", t_nonint),
-            (f"missing:{ps.label}", l_missing),
-            (f"non_numeric:{ps.label}", l_bad),
-            (f"bad_label:{ps.label}", ~l_missing & ~l_bad & (label != 0) & (label != 1)),
-        ]
-        for f in ps.fields:
-            if f.name in num:
-                drops.append((f"non_numeric:{f.name}", num[f.name][2]))
-        if ps.drop_missing:
-            for f in ps.fields:
-                miss = cat[f.name][0] < 0 if f.name in cat else num[f.name][1]
-                drops.append((f"missing:{f.name}", miss))
-        if has_oracle:
-            oracle, o_missing, o_bad = numeric_values(df[schema.ORACLE_KEY])
-            drops.append(
-                (f"bad_value:{schema.ORACLE_KEY}", o_missing | o_bad | ~((oracle >= 0) & (oracle <= 1)))
-            )
-        keep = np.ones(n_in, dtype=bool)
-        dropped: dict[str, int] = {}
-        for reason, mask in drops:
-            hit = int(np.count_nonzero(mask & keep))
-            if hit:
-                dropped[reason] = hit
-                keep &= ~mask
-        n = int(keep.sum())
-        if n == 0:
-            raise ValueError(
-                f"No rows left for dataset {ps.name!r} after cleaning {n_in} rows "
-                f"(dropped by reason: {dropped})."
-            )
-        _, group_id = np.unique(user_codes[keep], return_inverse=True)  # first-seen order
-        group_id = group_id.astype(np.int64)
-        times = times[keep]
-        label = label[keep].astype(np.float32)
-        cat = {k: (codes[keep], uniques) for k, (codes, uniques) in cat.items()}
-        num = {k: (values[keep], missing[keep]) for k, (values, missing, _) in num.items()}
-        if has_oracle:
-            oracle = oracle[keep].astype(np.float32)
-
-    # 2. Split by time -----------------------------------------------------------------
+    timer = StepTimer(ps.name, progress)
+    with timer.step("parse and clean") as info:
+        info["rows"] = len(df)
+        data = _clean(df, ps)
     with timer.step("split by time") as info:
-        info["rows"] = n
-        time_order = np.argsort(times, kind="stable")
-        b1, b2 = split_bounds(n, ps.split_ratios)
-        split_rows = {
-            "train": time_order[:b1],
-            "valid": time_order[b1:b2],
-            "test": time_order[b2:],
-        }
-        if ps.shuffle_train:
-            rng = np.random.default_rng(ps.seed)
-            split_rows["train"] = split_rows["train"][rng.permutation(b1)]
-        train_mask = np.zeros(n, dtype=bool)
+        info["rows"] = data.rows
+        split_rows = _split_rows(data.times, ps)
+        train_mask = np.zeros(data.rows, dtype=bool)
         train_mask[split_rows["train"]] = True
-        if b1 == 0:
-            raise ValueError(f"The training split of {ps.name!r} is empty ({n} samples).")
-
-    # 3. Vocabularies and scaling (training split only) ---------------------------------
-    encoded: dict[str, np.ndarray] = {}
-    vocabs: dict[str, list[str]] = {}
-    field_specs: list[schema.FieldSpec] = []
-    seq_names = {f.name for f in ps.sequential_fields}
     with timer.step("vocabularies and scaling") as info:
-        info["rows"] = int(b1)
-        for f in ps.fields:
-            if f.type == "categorical":
-                codes, uniques = cat.pop(f.name)
-                id_of_code, values = build_vocabulary(codes, uniques, train_mask, ps.min_count)
-                ids = np.full(n, schema.OOV_ID, dtype=np.int64)
-                present = codes >= 0
-                ids[present] = id_of_code[codes[present]]
-                encoded[f.name] = ids
-                vocabs[f.name] = values
-                field_specs.append(
-                    schema.FieldSpec(
-                        name=f.name, role=f.role, type=f.type, sequential=f.name in seq_names,
-                        vocab_size=len(values) + schema.NUM_RESERVED_IDS,
-                    )
-                )
-            else:
-                values, missing = num.pop(f.name)
-                train_values = values[train_mask & ~missing]
-                lo = float(train_values.min()) if train_values.size else 0.0
-                hi = float(train_values.max()) if train_values.size else 0.0
-                scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros(n)
-                encoded[f.name] = np.where(missing, 0.0, scaled).astype(np.float32)
-                field_specs.append(
-                    schema.FieldSpec(
-                        name=f.name, role=f.role, type=f.type, sequential=f.name in seq_names,
-                        min=lo, max=hi,
-                    )
-                )
-
-    # 4. Histories -----------------------------------------------------------------------
+        info["rows"] = len(split_rows["train"])
+        encoded, vocabs, field_specs = _encode_fields(ps, data, train_mask)
     with timer.step("histories") as info:
-        info["rows"] = n
+        info["rows"] = data.rows
         out_rows = np.concatenate([split_rows[s] for s in schema.SPLITS])
-        by_user = np.lexsort((np.arange(n), times, group_id))  # stable (user, time, row)
-        sorted_pos = np.empty(n, dtype=np.int64)
-        sorted_pos[by_user] = np.arange(n)
-        first_of_group = np.zeros(n, dtype=np.int64)
-        starts = np.flatnonzero(np.r_[True, group_id[by_user][1:] != group_id[by_user][:-1]])
-        first_of_group[starts] = starts
-        np.maximum.accumulate(first_of_group, out=first_of_group)
-        rank = (np.arange(n) - first_of_group)[sorted_pos[out_rows]]  # earlier impressions
-        pos_out = sorted_pos[out_rows]
-        offsets = np.arange(L, 0, -1)  # column j holds the impression L - j steps back
-        valid = rank[:, None] >= offsets[None, :]
-        prev_rows = by_user[np.where(valid, pos_out[:, None] - offsets[None, :], 0)]
-        columns: dict[str, np.ndarray] = {}
-        for f in ps.fields:
-            columns[f.name] = encoded[f.name][out_rows]
-            if f.name in seq_names:
-                hist = encoded[f.name][prev_rows]
-                hist[~valid] = 0
-                columns[f.name + schema.HIST_SUFFIX] = hist
-            del encoded[f.name]
-        columns[ps.timestamp] = times[out_rows]
-        hist_times = times[prev_rows]
-        hist_times[~valid] = 0
-        columns[ps.timestamp + schema.HIST_SUFFIX] = hist_times
-        columns[schema.HIST_LEN] = np.minimum(rank, L).astype(np.int64)
-        columns[schema.GROUP_KEY] = group_id[out_rows]
-        columns[ps.label] = label[out_rows]
-        if has_oracle:
-            columns[schema.ORACLE_KEY] = oracle[out_rows]
-        del prev_rows, valid
+        columns = _history_columns(ps, data, encoded, out_rows)
 
-    sizes = {s: int(len(split_rows[s])) for s in schema.SPLITS}
-    dataset_extra = {
-        "pipeline": ps.to_dict(),
-        "rows_in": n_in,
-        **(dict(extra) if extra else {}),
-    }
+    sizes = {s: len(split_rows[s]) for s in schema.SPLITS}
     spec = schema.DatasetSpec(
         name=ps.name,
         fields=tuple(field_specs),
-        max_len=L,
+        max_len=ps.max_len,
         label=ps.label,
         time_field=ps.timestamp,
         user_key=ps.user_key,
         time_unit=float(ps.time_unit),
         time_clip=int(ps.time_clip),
-        has_oracle=has_oracle,
+        has_oracle=data.oracle is not None,
         split_sizes=sizes,
-        extra=dataset_extra,
+        extra={"pipeline": ps.to_dict(), "rows_in": data.rows_in, **dict(extra or {})},
     )
-    names = list(spec.tfrecord_features().keys())
     tables: dict[str, dict[str, np.ndarray]] = {}
     start = 0
     for s in schema.SPLITS:
         stop = start + sizes[s]
-        tables[s] = {name: columns[name][start:stop] for name in names}
+        tables[s] = {name: columns[name][start:stop] for name, _ in record_features(spec)}
         start = stop
 
-    # 5. Report and files ------------------------------------------------------------------
-    report = _make_report(ps, spec, tables, vocabs, n_in, n, dropped, read_report, timer)
-    result = PrepareResult(spec=spec, report=report, tables=tables, out_dir=None, vocabularies=vocabs)
+    report = _make_report(ps, spec, tables, data, read_report, timer)
+    result = PrepareResult(spec=spec, report=report, tables=tables, vocabularies=vocabs)
     if out_dir is not None:
         with timer.step("write") as info:
-            info["rows"] = n
+            info["rows"] = data.rows
             write_dataset(result, out_dir, num_shards=ps.num_shards, records=True)
         report["timings_s"].update(_prefixed(timer.timings, "build"))
         report["timings_s"]["total"] = round(
@@ -943,9 +1011,7 @@ def build_dataset(
         )
         _write_json(os.path.join(out_dir, "report.json"), report)
         spec.save(out_dir)  # last: a dataset without a spec is incomplete
-        timer.log(
-            f"wrote {out_dir}: " + ", ".join(f"{s} {sizes[s]:,}" for s in schema.SPLITS)
-        )
+        timer.log(f"wrote {out_dir}: " + ", ".join(f"{s} {sizes[s]:,}" for s in schema.SPLITS))
     return result
 
 
@@ -962,43 +1028,46 @@ def _make_report(
     ps: PipelineSpec,
     spec: schema.DatasetSpec,
     tables: Mapping[str, Mapping[str, np.ndarray]],
-    vocabs: Mapping[str, list[str]],
-    n_in: int,
-    n_kept: int,
-    dropped: Mapping[str, int],
+    data: _Cleaned,
     read_report: Mapping[str, Any] | None,
     timer: StepTimer,
 ) -> dict[str, Any]:
     read_report = dict(read_report or {})
     all_dropped = dict(read_report.pop("rows_dropped", {}))
-    for reason, count in dropped.items():
+    for reason, count in data.dropped.items():
         all_dropped[reason] = all_dropped.get(reason, 0) + count
     timings = _prefixed(read_report.pop("timings_s", {}), "read")
     timings.update(_prefixed(timer.timings, "build"))
-    rows_read = read_report.pop("rows_read", n_in)
+    rows_read = read_report.pop("rows_read", data.rows_in)
     report: dict[str, Any] = {
         "dataset": spec.name,
         "rows_read": int(rows_read),
         "rows_dropped": {k: int(v) for k, v in sorted(all_dropped.items())},
         "rows_dropped_total": int(sum(all_dropped.values())),
-        "rows_kept": n_kept,
-        "users": int(max((t[schema.GROUP_KEY].max() for t in tables.values() if len(t[schema.GROUP_KEY])), default=-1)) + 1,
+        "rows_kept": data.rows,
+        "users": int(data.group_id.max()) + 1,
         "samples": {s: int(len(tables[s][spec.label])) for s in schema.SPLITS},
         "ctr": {
             s: (float(tables[s][spec.label].mean()) if len(tables[s][spec.label]) else None)
             for s in schema.SPLITS
         },
         "mean_hist_len": {
-            s: (float(tables[s][schema.HIST_LEN].mean()) if len(tables[s][schema.HIST_LEN]) else None)
+            s: (
+                float(tables[s][schema.HIST_LEN].mean())
+                if len(tables[s][schema.HIST_LEN])
+                else None
+            )
             for s in schema.SPLITS
         },
         "vocab_sizes": {f.name: f.vocab_size for f in spec.fields if f.is_categorical},
         "oov_rate_test": {
             f.name: (
                 float(np.mean(tables["test"][f.name] == schema.OOV_ID))
-                if len(tables["test"][f.name]) else None
+                if len(tables["test"][f.name])
+                else None
             )
-            for f in spec.fields if f.is_categorical
+            for f in spec.fields
+            if f.is_categorical
         },
         "min_count": ps.min_count,
         "max_len": ps.max_len,
@@ -1041,15 +1110,19 @@ def write_dataset(
     for name, values in result.vocabularies.items():
         schema.write_vocab(out_dir, name, values)
     if records:
-        kinds = feature_kinds(spec)
+        kinds = record_features(spec)
         n_train = len(tables["train"][spec.label])
         train_shards = num_shards or max(1, -(-n_train // 100_000))
         for s in schema.SPLITS:
             rows = len(tables[s][spec.label])
-            shards = train_shards if s == "train" else max(1, -(-train_shards * rows // max(n_train, 1)))
+            shards = (
+                train_shards if s == "train" else max(1, -(-train_shards * rows // max(n_train, 1)))
+            )
             os.makedirs(os.path.join(out_dir, s), exist_ok=True)
             bounds = np.linspace(0, rows, shards + 1).round().astype(int)
-            for path, a, b in zip(shard_paths(out_dir, s, shards), bounds[:-1], bounds[1:]):
+            for path, a, b in zip(
+                shard_paths(out_dir, s, shards), bounds[:-1], bounds[1:], strict=True
+            ):
                 write_tfrecords(path, {k: v[a:b] for k, v in tables[s].items()}, kinds)
     else:
         _write_json(os.path.join(out_dir, "report.json"), result.report)
@@ -1060,7 +1133,9 @@ def write_dataset(
 # ---------------------------------------------------------------------------------------
 # Reading user files
 # ---------------------------------------------------------------------------------------
-def read_table(path: str, columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+def read_table(
+    path: str, columns: Sequence[str] | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read a CSV (with a header row) or Parquet impression table.
 
     CSV columns are read as text (the pipeline parses them); lines with the wrong

@@ -79,7 +79,16 @@ def test_times_list_is_aligned_with_the_history_and_hist_len_counts_real_entries
     result = generic.build_dataset(TINY, _spec(), None, progress=False)
     assert _all_splits(result, "ts").tolist() == [10, 10, 20, 20, 20, 30, 40, 40, 50, 60]
     assert _all_splits(result, "ts_list").tolist() == [
-        [0, 0], [0, 0], [0, 10], [0, 10], [10, 20], [20, 20], [0, 0], [20, 30], [10, 20], [30, 40],
+        [0, 0],
+        [0, 0],
+        [0, 10],
+        [0, 10],
+        [10, 20],
+        [20, 20],
+        [0, 0],
+        [20, 30],
+        [10, 20],
+        [30, 40],
     ]
     assert _all_splits(result, "hist_len").tolist() == [0, 0, 1, 1, 2, 2, 0, 2, 2, 2]
 
@@ -121,7 +130,13 @@ def test_samples_are_split_8_1_1_by_time_with_ties_in_input_order():
     n = 25
     ts = np.array([5, 3, 3, 9, 1] * 5) * 10 + np.repeat(np.arange(5), 5)
     df = pd.DataFrame(
-        {"user": ["u"] * n, "ts": ts, "item": ["a"] * n, "x": np.zeros(n), "label": np.zeros(n, int)}
+        {
+            "user": ["u"] * n,
+            "ts": ts,
+            "item": ["a"] * n,
+            "x": np.zeros(n),
+            "label": np.zeros(n, int),
+        }
     )
     result = generic.build_dataset(df, _spec(), None, progress=False)
     assert result.spec.split_sizes == {"train": 20, "valid": 2, "test": 3}
@@ -162,7 +177,9 @@ def test_numeric_fields_are_scaled_with_training_statistics_only():
     x = result.spec.field("x")
     # Training rows 1 2 3 4 5 0 6 7 have x = 1 2 4 5 6 3 7 9.
     assert (x.min, x.max) == (1.0, 9.0)
-    np.testing.assert_allclose(result.tables["train"]["x"], (np.array([1, 2, 4, 5, 6, 3, 7, 9]) - 1) / 8)
+    np.testing.assert_allclose(
+        result.tables["train"]["x"], (np.array([1, 2, 4, 5, 6, 3, 7, 9]) - 1) / 8
+    )
     np.testing.assert_allclose(result.tables["valid"]["x"], [(11 - 1) / 8])  # not clipped
     np.testing.assert_allclose(result.tables["test"]["x"], [(-1 - 1) / 8])
 
@@ -294,7 +311,9 @@ def test_spec_yaml_round_trip_and_unknown_key_in_file(tmp_path):
 
 def test_text_timestamps_with_a_format_become_epoch_seconds():
     df = TINY.assign(ts=pd.to_datetime(TINY.ts, unit="s").dt.strftime("%Y-%m-%d %H:%M:%S"))
-    result = generic.build_dataset(df, _spec(timestamp_format="%Y-%m-%d %H:%M:%S"), None, progress=False)
+    result = generic.build_dataset(
+        df, _spec(timestamp_format="%Y-%m-%d %H:%M:%S"), None, progress=False
+    )
     assert _all_splits(result, "ts").tolist() == [10, 10, 20, 20, 20, 30, 40, 40, 50, 60]
 
 
@@ -330,6 +349,19 @@ def test_tfrecords_parse_back_to_the_in_memory_tables(tmp_path):
             np.testing.assert_array_equal(value.numpy(), result.tables[split][name], err_msg=name)
 
 
+def test_record_features_match_the_dataset_spec_parse_spec():
+    import tensorflow as tf
+
+    df = TINY.assign(oracle_prob=0.5, price=TINY.x)
+    spec = _spec(sequential_fields=[{"name": "item"}, {"name": "price", "type": "numeric"}])
+    result = generic.build_dataset(df, spec, None, progress=False)
+    parse_spec = result.spec.tfrecord_features()
+    kinds = generic.record_features(result.spec)
+    assert [name for name, _ in kinds] == list(parse_spec)
+    for name, kind in kinds:
+        assert parse_spec[name].dtype == (tf.int64 if kind == "int64" else tf.float32)
+
+
 def test_encoded_records_equal_tf_train_example_protos():
     import tensorflow as tf
 
@@ -338,7 +370,9 @@ def test_encoded_records_equal_tf_train_example_protos():
     ints[0] = [0, 1, -1]
     floats = rng.normal(size=(6,)).astype(np.float32)
     names = ["a_long_feature_name_" * 8, "f"]  # a key longer than 127 bytes
-    buf, offsets = generic.encode_examples([(names[0], "int64", ints), (names[1], "float32", floats)])
+    buf, offsets = generic.encode_examples(
+        [(names[0], "int64", ints), (names[1], "float32", floats)]
+    )
     for i in range(6):
         expected = tf.train.Example(
             features=tf.train.Features(
@@ -408,15 +442,21 @@ def test_bundle_spec_has_the_papers_shape():
     assert len(spec.sequential_fields) == 24
     assert len(spec.non_sequential_fields) == 9
     assert spec.max_len == 8
-    assert [f.name for f in spec.sequential_fields if f.role == "item"] == ["bundle_id", "bundle_price"]
+    assert [f.name for f in spec.sequential_fields if f.role == "item"] == [
+        "bundle_id",
+        "bundle_price",
+    ]
 
 
 def test_bundle_prepares_a_file_of_its_shape(tmp_path):
     spec = bundle.pipeline_spec()
     rng = np.random.default_rng(0)
     n = 60
-    data = {bundle.USER_KEY: rng.integers(0, 5, n), bundle.TIME_COLUMN: rng.integers(0, 10**6, n),
-            bundle.LABEL_COLUMN: rng.integers(0, 2, n)}
+    data = {
+        bundle.USER_KEY: rng.integers(0, 5, n),
+        bundle.TIME_COLUMN: rng.integers(0, 10**6, n),
+        bundle.LABEL_COLUMN: rng.integers(0, 2, n),
+    }
     for f in spec.fields:
         if f.name not in data:
             data[f.name] = rng.integers(0, 4, n) if f.type == "categorical" else rng.random(n)

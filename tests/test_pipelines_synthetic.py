@@ -110,9 +110,9 @@ def test_oracle_file_is_aligned_with_raw_rows(raw_dir) -> None:
     assert matched == sim.num_valid
 
 
-def test_rows_with_unknown_codes_are_dropped_by_the_pipeline(raw_dir, tmp_path) -> None:
+def test_rows_with_unknown_codes_are_dropped_by_the_pipeline(raw_dir) -> None:
     info = synthetic.read_generator_info(raw_dir)
-    result = synthetic.prepare(raw_dir, str(tmp_path / "prepared"), progress=False)
+    result = synthetic.prepare(raw_dir, None, progress=False)
     kept = sum(len(result.tables[s]["label"]) for s in ("train", "valid", "test"))
     assert kept == info["world"]["valid_rows"] == TINY - info["world"]["unknown_rows"]
     assert info["world"]["unknown_rows"] == round(0.02 * TINY)
@@ -120,9 +120,9 @@ def test_rows_with_unknown_codes_are_dropped_by_the_pipeline(raw_dir, tmp_path) 
     assert result.spec.has_oracle
 
 
-def test_pipeline_histories_match_the_generator(raw_dir, tmp_path) -> None:
+def test_pipeline_histories_match_the_generator(raw_dir) -> None:
     info = synthetic.read_generator_info(raw_dir)
-    result = synthetic.prepare(raw_dir, str(tmp_path / "prepared"), progress=False)
+    result = synthetic.prepare(raw_dir, None, progress=False)
     hist = np.concatenate([result.tables[s]["hist_len"] for s in ("train", "valid", "test")])
     expected = info["history_length_distribution"]
     assert np.bincount(hist, minlength=len(expected)).tolist() == expected
@@ -211,15 +211,31 @@ def test_history_term_counts_previous_impressions_of_the_same_shop() -> None:
     assert np.all(decayed.components["history"][~rows] == 0)
 
 
+def _explained_share(term: np.ndarray, key: np.ndarray) -> float:
+    """Share of the variance of ``term`` explained by the mean of ``term`` per ``key``."""
+    _, inverse = np.unique(key, return_inverse=True)
+    means = np.bincount(inverse, weights=term) / np.bincount(inverse)
+    return float(means[inverse].var() / term.var())
+
+
 def test_crosses_carry_no_single_field_signal() -> None:
     sim = synthetic.simulate(20_000, seed=9)
-    gender = np.asarray(sim.columns["gender"])[: sim.num_valid]
-    for component in ("gender_category", "price_match"):
+    col = {name: np.asarray(sim.columns[name])[: sim.num_valid] for name in (
+        "gender", "category_1_id", "rank_7", "avg_price", "time_type")}
+    price_decile = np.searchsorted(np.quantile(col["avg_price"], np.linspace(0.1, 0.9, 9)),
+                                   col["avg_price"])
+    crosses = {
+        "gender_category": (col["gender"], col["category_1_id"]),
+        "price_match": (col["rank_7"], price_decile),
+        "meal_category": (col["time_type"], col["category_1_id"]),
+    }
+    for component, keys in crosses.items():
         term = sim.components[component]
-        # The cross has no main effect of the user side...
-        for g in (0, 1):
-            assert abs(term[gender == g].mean()) < 0.6 * term.std()
-        assert abs(term.mean()) < 0.05 * term.std() + 0.02
+        for key in keys:  # each side alone explains (almost) nothing of the cross...
+            assert _explained_share(term, key) < 0.1, component
+        # ...while both sides together explain much of it
+        pair = np.char.add(np.asarray(keys[0]).astype(str), np.asarray(keys[1]).astype(str))
+        assert _explained_share(term, pair) > 0.3, component
 
 
 # ---- arguments ---------------------------------------------------------------------------------

@@ -131,7 +131,9 @@ class TimeAwareTransformer(keras.layers.Layer):
         )
         need_dim = combine == "concat" and (use_position or use_time)
         ok = _is_int(time_embedding_dim, 1) or (time_embedding_dim is None and not need_dim)
-        _require(ok, "time_embedding_dim", time_embedding_dim, '> 0 with combine="concat"')
+        _require(
+            ok, "time_embedding_dim", time_embedding_dim, 'an integer > 0 when combine="concat"'
+        )
         _require(_is_int(ffn_units, 1) or ffn_units is None, "ffn_units", ffn_units, "None or > 0")
         for name, rate in [("dropout", dropout), ("attention_dropout", attention_dropout)]:
             _require(0.0 <= rate < 1.0, name, rate, "in [0, 1)")

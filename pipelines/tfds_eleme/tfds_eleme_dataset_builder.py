@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -108,19 +109,30 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
         cfg = self.builder_config
         result = eleme.prepare(
-            os.fspath(dl_manager.manual_dir), None, days=cfg.days, sample_frac=cfg.sample_frac,
-            max_len=cfg.max_len, min_count=cfg.min_count, seed=cfg.seed,
-            time_unit=cfg.time_unit, time_clip=cfg.time_clip,
+            os.fspath(dl_manager.manual_dir),
+            None,
+            days=cfg.days,
+            sample_frac=cfg.sample_frac,
+            max_len=cfg.max_len,
+            min_count=cfg.min_count,
+            seed=cfg.seed,
+            time_unit=cfg.time_unit,
+            time_clip=cfg.time_clip,
         )
-        generic.write_dataset(result, os.path.join(os.fspath(self.data_dir), META_DIR), records=False)
+        generic.write_dataset(
+            result, os.path.join(os.fspath(self.data_dir), META_DIR), records=False
+        )
         self.info.metadata["dataset_spec"] = result.spec.to_dict()
         self.info.metadata["report"] = {
-            k: result.report[k] for k in ("rows_read", "rows_dropped", "rows_kept", "samples", "ctr")
+            k: result.report[k]
+            for k in ("rows_read", "rows_dropped", "rows_kept", "samples", "ctr")
         }
         return {split: self._generate_examples(result.tables[split]) for split in schema.SPLITS}
 
-    def _generate_examples(self, table: Mapping[str, np.ndarray]) -> Iterator[tuple[int, dict[str, Any]]]:
+    def _generate_examples(
+        self, table: Mapping[str, np.ndarray]
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
         names = list(self.info.features.keys())
         columns = [table[name] for name in names]
         for i in range(len(columns[0])):
-            yield i, {name: col[i] for name, col in zip(names, columns)}
+            yield i, {name: col[i] for name, col in zip(names, columns, strict=True)}
