@@ -164,6 +164,7 @@ def pipeline_spec(
 # Raw files
 # ---------------------------------------------------------------------------------------
 def missing_files_message(raw_dir: str, missing: Sequence[str]) -> str:
+    """What to do when raw day files are missing: where they come from and go."""
     return (
         f"Ele.me raw files not found: {', '.join(missing)} missing in {raw_dir!r}.\n"
         f"The Ele.me data is Tianchi dataset 131047 ({TIANCHI_URL}); it cannot be "
@@ -278,7 +279,7 @@ def _check_values(table: pa.Table) -> tuple[pa.Table, np.ndarray, dict[str, np.n
         )
     reasons: list[tuple[str, np.ndarray]] = []
     for name in NUMERIC_COLUMNS + (TIME_COLUMN,):
-        pattern = _INT_PATTERN if name == TIME_COLUMN else generic._FLOAT_PATTERN
+        pattern = _INT_PATTERN if name == TIME_COLUMN else generic.FLOAT_PATTERN
         ok = pc.match_substring_regex(columns[name], pattern).to_numpy(zero_copy_only=False)
         reasons.append((f"malformed:non_numeric:{name}", ~ok & ~missing[name]))
     for name in USED_COLUMNS:
@@ -358,7 +359,9 @@ def read_raw_file(
             good = take & (reason == 0)
             sampled += int(take.sum())
             if good.any():
-                lines_data = data if good.all() else arr[np.repeat(good, ends - starts + 1)].tobytes()
+                lines_data = (
+                    data if good.all() else arr[np.repeat(good, ends - starts + 1)].tobytes()
+                )
                 table = _parse_lines(lines_data)
                 if table.num_rows != int(good.sum()):
                     raise RuntimeError(

@@ -15,12 +15,15 @@ writes the layout of ``docs/data_format.md``:
    ``min_count`` times map to the OOV id 1 (padding is 0); numeric fields are min-max
    scaled with training statistics;
 5. write ``{split}/part-*.tfrecord``, ``vocab/<field>.txt``, ``dataset_spec.json`` and
-   ``report.json``.
+   ``report.json`` (rows read, rows dropped by reason, samples, CTR and mean history
+   length per split, vocabulary sizes, test OOV rates, timings). Training records are
+   written in a seeded random order, valid and test records in time order.
 
-Every step is vectorised (numpy / pyarrow); histories are built with one gather per
-history offset. ``tf.train.Example`` records are serialised directly in the protobuf
-wire format by numpy (see :func:`encode_examples`), which is much faster than building
-one ``tf.train.Example`` per row and parses identically.
+Every step is vectorised (numpy / pyarrow, no Python loop over rows or users);
+histories are cut from sliding windows over the rows sorted by (user, time).
+``tf.train.Example`` records are serialised directly in the protobuf wire format by
+numpy (see :func:`encode_examples`): more than 10x faster than building one
+``tf.train.Example`` per row, and they parse identically.
 
 Command line::
 
@@ -54,7 +57,7 @@ MISSING_TOKENS = ("", "nan", "NaN", "NAN", "null", "NULL", "None", "\\N")
 NON_SEQUENTIAL_ROLES = ("user", "context")
 SEQUENTIAL_ROLES = ("item", "context")
 
-_FLOAT_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+FLOAT_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _MAX_EXACT_INT = float(2**53)
 
 
@@ -403,7 +406,7 @@ def numeric_values(values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     else:
         arr = _to_arrow_strings(values)
         missing = arr.is_null().to_numpy(zero_copy_only=False)
-        ok = pc.fill_null(pc.match_substring_regex(arr, _FLOAT_PATTERN), False)
+        ok = pc.fill_null(pc.match_substring_regex(arr, FLOAT_PATTERN), False)
         bad = ~ok.to_numpy(zero_copy_only=False) & ~missing
         clean = pc.if_else(ok, arr, pa.scalar(None, arr.type))
         out = pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False)
@@ -552,10 +555,11 @@ class _RowBytes:
             return
         self.varints(u[:, None])
 
-    def varints(self, values: np.ndarray) -> None:
-        """``w`` varints per row; ``values`` int64/uint64 of shape [rows, w]."""
+    def varints(self, values: np.ndarray, lengths: np.ndarray | None = None) -> None:
+        """``w`` varints per row; ``values`` int64/uint64 of shape [rows, w] (with their
+        varint ``lengths`` when already known)."""
         u = np.asarray(values).astype(np.int64, copy=False).view(np.uint64)
-        vl = _varint_len(u, np.uint8)
+        vl = _varint_len(u, np.uint8) if lengths is None else lengths
         width = int(vl.max()) if vl.size else 1
         self.pieces.append(("varints", (u, vl, width), u.shape[1] * width))
         self.width += u.shape[1] * width
@@ -565,8 +569,9 @@ class _RowBytes:
         self.pieces.append(("raw", data, data.shape[1]))
         self.width += data.shape[1]
 
-    def render(self) -> tuple[np.ndarray, np.ndarray]:
-        """Returns (all rows' bytes concatenated as uint8, row offsets [rows + 1])."""
+    def render(self, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All rows' bytes concatenated (uint8) and the row offsets [rows + 1], given
+        the expected byte length of every row."""
         m = self.rows
         buf = np.empty((m, self.width), dtype=np.uint8)
         keep = np.ones((m, self.width), dtype=bool)
@@ -582,10 +587,12 @@ class _RowBytes:
                 if w > 1:
                     keep[:, col : col + width] = (vl[:, :, None] > np.arange(w)).reshape(m, width)
             col += width
-        lengths = keep.sum(axis=1)
         offsets = np.zeros(m + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        return buf[keep], offsets
+        out = buf[keep]
+        if out.size != offsets[-1]:
+            raise RuntimeError("Internal error: serialised record lengths disagree with the plan.")
+        return out, offsets
 
 
 def encode_examples(
@@ -623,11 +630,13 @@ def encode_examples(
         values2d = values.reshape(rows, -1)
         if kind == "float32":
             payload = values2d.astype("<f4").view(np.uint8).reshape(rows, -1)
+            value_len = None
             payload_len = np.full(rows, payload.shape[1], dtype=np.int64)
             tag = b"\x12"
         elif kind == "int64":
             payload = values2d.astype(np.int64, copy=False)
-            payload_len = _varint_len(payload.view(np.uint64), np.uint8).sum(axis=1, dtype=np.int64)
+            value_len = _varint_len(payload.view(np.uint64), np.uint8)
+            payload_len = value_len.sum(axis=1, dtype=np.int64)
             tag = b"\x1a"
         else:
             raise ValueError(f"Column {name!r}: kind must be 'int64' or 'float32', got {kind!r}.")
@@ -641,12 +650,24 @@ def encode_examples(
             + feature_len
         )
         features_len += 1 + _varint_len(entry_len.view(np.uint64)) + entry_len
-        planned.append((key, kind, payload, payload_len, list_len, feature_len, entry_len, tag))
+        planned.append(
+            (key, kind, payload, value_len, payload_len, list_len, feature_len, entry_len, tag)
+        )
     # Pass 2: lay the bytes out.
     out = _RowBytes(rows)
     out.const(b"\x0a")
     out.varint(features_len)
-    for key, kind, payload, payload_len, list_len, feature_len, entry_len, tag in planned:
+    for (
+        key,
+        kind,
+        payload,
+        value_len,
+        payload_len,
+        list_len,
+        feature_len,
+        entry_len,
+        tag,
+    ) in planned:
         out.const(b"\x0a")
         out.varint(entry_len)
         out.const(b"\x0a" + _varint_bytes(len(key)) + key + b"\x12")
@@ -658,12 +679,8 @@ def encode_examples(
         if kind == "float32":
             out.raw(payload)
         else:
-            out.varints(payload)
-    buf, offsets = out.render()
-    expected = 1 + _varint_len(features_len.view(np.uint64)) + features_len
-    if not np.array_equal(np.diff(offsets), expected):
-        raise RuntimeError("Internal error: serialised record lengths disagree with the plan.")
-    return buf, offsets
+            out.varints(payload, value_len)
+    return out.render(1 + _varint_len(features_len.view(np.uint64)) + features_len)
 
 
 def record_features(spec: schema.DatasetSpec) -> list[tuple[str, str]]:

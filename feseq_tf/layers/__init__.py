@@ -1,5 +1,6 @@
 """FESeq layers: embeddings, interacting layer, sequence refiner and pooling."""
 
+from feseq_tf.layers.attention import MaskedSelfAttention
 from feseq_tf.layers.autoint import AutoIntLayer
 from feseq_tf.layers.embedding import EmbeddingL2, NumericEmbedding
 from feseq_tf.layers.pooling import (
@@ -18,6 +19,7 @@ __all__ = [
     "BilinearAttentionPooling",
     "Dice",
     "EmbeddingL2",
+    "MaskedSelfAttention",
     "MeanPooling",
     "NumericEmbedding",
     "TargetPooling",

@@ -7,6 +7,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from feseq_tf.layers.attention import MaskedSelfAttention
+
 COMBINE_MODES = ("concat", "add")
 _CONFIG_KEYS = (
     "num_heads max_positions time_clip time_embedding_dim combine use_position use_time causal "
@@ -196,9 +198,8 @@ class TimeAwareTransformer(keras.layers.Layer):
         units, self._blocks = self.ffn_units or width, []
         for i in range(self.num_layers):
             block = {
-                "attention": keras.layers.MultiHeadAttention(
+                "attention": MaskedSelfAttention(
                     self.num_heads,
-                    width // self.num_heads,
                     dropout=self.attention_dropout,
                     seed=self.seed,
                     name=f"attention_{i}",
@@ -210,13 +211,13 @@ class TimeAwareTransformer(keras.layers.Layer):
                     self.dropout, seed=self.seed, name=f"dropout_{i}", **common
                 ),
             }
-            block["attention"].build(seq_shape, seq_shape)
-            block["ffn_inner"].build(seq_shape)
-            block["ffn_outer"].build(seq_shape[:-1] + (units,))
+            block["attention"].build(seq_shape)
+            block["ffn_inner"].build((None, width))
+            block["ffn_outer"].build((None, units))
             if self.layer_norm:
                 for key in ("attention_norm", "ffn_norm"):
                     block[key] = keras.layers.LayerNormalization(name=f"{key}_{i}", **common)
-                    block[key].build(seq_shape)
+                    block[key].build((None, width))
             self._blocks.append(block)
 
     def _embed(self, inputs: Any, time_intervals: Any) -> Any:
@@ -258,11 +259,11 @@ class TimeAwareTransformer(keras.layers.Layer):
         return_attention_scores=False,
     ):
         x = self._embed(ops.cast(inputs, self.compute_dtype), time_intervals)
-        mask = self._attention_mask(ops.shape(x)[0], ops.shape(x)[1], padding_mask)
+        batch, steps, width = ops.shape(x)[0], ops.shape(x)[1], x.shape[-1]
+        mask = self._attention_mask(batch, steps, padding_mask)
         scores = None
         for block in self._blocks:
             attended = block["attention"](
-                x,
                 x,
                 attention_mask=mask,
                 training=training,
@@ -270,13 +271,16 @@ class TimeAwareTransformer(keras.layers.Layer):
             )
             if return_attention_scores:
                 attended, scores = attended
-            x = x + block["dropout"](attended, training=training)  # eq. 7
+            # Position-wise parts run on [B*T, D] rows: plain 2-D matmuls.
+            rows = ops.reshape(x, (-1, width))
+            rows = rows + block["dropout"](ops.reshape(attended, (-1, width)), training=training)
+            if self.layer_norm:  # eq. 7
+                rows = block["attention_norm"](rows)
+            hidden = ops.leaky_relu(block["ffn_inner"](rows), negative_slope=self.leaky_relu_alpha)
+            rows = rows + block["dropout"](block["ffn_outer"](hidden), training=training)  # eq. 8
             if self.layer_norm:
-                x = block["attention_norm"](x)
-            hidden = ops.leaky_relu(block["ffn_inner"](x), negative_slope=self.leaky_relu_alpha)
-            x = x + block["dropout"](block["ffn_outer"](hidden), training=training)  # eq. 8
-            if self.layer_norm:
-                x = block["ffn_norm"](x)
+                rows = block["ffn_norm"](rows)
+            x = ops.reshape(rows, (batch, steps, width))
         return (x, scores) if return_attention_scores else x
 
     def compute_output_shape(

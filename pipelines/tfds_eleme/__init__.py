@@ -10,7 +10,10 @@ Importing this package registers the builder ``feseq_eleme``::
         download_config=tfds.download.DownloadConfig(manual_dir="RAW_DIR"))
     ds = builder.as_dataset(split="train")
 
-or, from the repository root, ``tfds build pipelines/tfds_eleme --manual_dir RAW_DIR``.
+Configs: ``paper`` (default: 1/3 of each day file, as in the paper) and ``full``; any
+option of :func:`pipelines.eleme.prepare` can be set through
+``ElemeConfig(name=..., sample_frac=..., max_len=..., min_count=...)`` passed as
+``Builder(config=...)``.
 """
 
 from pipelines.tfds_eleme.tfds_eleme_dataset_builder import Builder, ElemeConfig

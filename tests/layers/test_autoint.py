@@ -44,7 +44,11 @@ def test_parameters_shared_across_positions():
 def test_residual_projection_only_when_width_changes():
     same = AutoIntLayer(num_heads=2)
     same(_inputs(2, 4, 6))
-    assert [w.path.split("/")[-2] for w in same.weights] == ["query", "key", "value"]
+    assert [w.path.split("/")[-1] for w in same.weights] == [
+        "query_kernel",
+        "key_kernel",
+        "value_kernel",
+    ]
     wider = AutoIntLayer(num_heads=2, head_dim=4)
     assert wider(_inputs(2, 4, 6)).shape == (2, 4, 8)
     assert "residual" in [w.path.split("/")[-2] for w in wider.weights]
