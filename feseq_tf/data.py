@@ -104,6 +104,10 @@ def make_dataset(
         return features, parsed[label]
 
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    n = spec.split_sizes.get(split)
+    if n and not repeat:  # a known length gives Keras a real progress bar
+        batches = n // batch_size if drop_remainder else -(-n // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     if cache:
         ds = ds.cache()
     if repeat:

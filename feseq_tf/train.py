@@ -154,7 +154,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     keras.mixed_precision.set_global_policy(policy)
     jit = training.resolve_jit(config.train.jit_compile)
     spec = DatasetSpec.load(dataset_dir)
+    # The run directory is self-contained: spec and vocabularies travel with the model.
     shutil.copy(os.path.join(dataset_dir, SPEC_FILE), os.path.join(out, SPEC_FILE))
+    if os.path.isdir(os.path.join(dataset_dir, "vocab")):
+        shutil.copytree(os.path.join(dataset_dir, "vocab"), os.path.join(out, "vocab"), dirs_exist_ok=True)
     print(
         f"dataset {dataset_name} at {dataset_dir}: {spec.split_sizes}; "
         f"precision {policy}, XLA {'on' if jit else 'off'}",
