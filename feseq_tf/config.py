@@ -49,6 +49,8 @@ class ModelConfig:
         mlp_units: list of int. Output MLP hidden units.
         dropout: float. Dropout rate everywhere.
         embedding_l2: float. lambda, L2 on the embedding rows used by the batch.
+        embedding_stddev: float. Standard deviation of the normal initialiser of the
+            embedding tables.
     """
 
     embedding_dim: int = 16
@@ -71,6 +73,7 @@ class ModelConfig:
     mlp_units: list[int] = dataclasses.field(default_factory=lambda: [1024, 512, 256])
     dropout: float = 0.1
     embedding_l2: float = 0.1
+    embedding_stddev: float = 1e-4
 
     def __post_init__(self) -> None:
         _check_positive("embedding_dim", self.embedding_dim)
@@ -85,6 +88,8 @@ class ModelConfig:
         _check_choice("time_combine", self.time_combine, TIME_COMBINE)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}.")
+        if not self.embedding_stddev > 0:
+            raise ValueError(f"embedding_stddev must be > 0, got {self.embedding_stddev!r}.")
         if self.embedding_l2 < 0:
             raise ValueError(f"embedding_l2 must be >= 0, got {self.embedding_l2!r}.")
         self.mlp_units = list(self.mlp_units)

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import random
+import sys
 import time
 from typing import Any
 
@@ -194,7 +195,7 @@ def fit(
     config: ExperimentConfig,
     *,
     jit: bool,
-    verbose: Any = "auto",
+    verbose: Any = None,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> dict[str, Any]:
     """Train with early stopping on exact validation AUC; restore the best weights.
@@ -224,6 +225,8 @@ def fit(
         validation,
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),
     ] + list(extra_callbacks or [])
+    if verbose is None:  # a progress bar on a terminal, one line per epoch in logs
+        verbose = 1 if sys.stdout.isatty() else 2
     model.fit(train_ds, epochs=train.epochs, callbacks=callbacks, verbose=verbose)
     if os.path.exists(validation.weights_path):
         model.load_weights(validation.weights_path)

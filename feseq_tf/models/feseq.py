@@ -39,8 +39,6 @@ from feseq_tf.layers import (
 )
 from feseq_tf.schema import HIST_LEN, DatasetSpec
 
-# FuxiCTR-style small-normal embedding initialisation.
-EMBEDDING_STDDEV = 1e-4
 ATTENTION_OUTPUTS = (
     "input_field_attention",
     "target_field_attention",
@@ -155,7 +153,7 @@ class FESeq(keras.Model):
         seq_fields = spec.sequential_fields
         nonseq_fields = spec.non_sequential_fields
         item_fields = spec.target_item_fields
-        init = keras.initializers.RandomNormal(stddev=EMBEDDING_STDDEV)
+        init = keras.initializers.RandomNormal(stddev=config.embedding_stddev)
 
         # ---- layers --------------------------------------------------------------------
         def field_embedding(f, prefix):

@@ -1,0 +1,278 @@
+"""Latency and throughput of the exported FESeq model behind TF Serving's REST API.
+
+    python -m benchmarks.serving [--model-base-path EXPORT/feseq | --run-dir RUN]
+                                 [--requests 1000] [--concurrency 8] [--large-batch 256]
+
+Starts the development model server (``python -m export.serve``) in its own process on
+loopback, then sends TF Serving REST ``predict`` requests of raw rows from
+``--concurrency`` client threads, each on its own keep-alive connection:
+
+1. ``--requests`` requests of one row each: latency p50 / p90 / p99 / max and requests/s;
+2. the same, one client at a time (no queueing): the service time of one request;
+3. ``--large-requests`` requests of ``--large-batch`` rows: rows/s.
+
+Rows are random raw rows of the model's request contract (vocabulary values with a
+share of unseen ones, histories of 0 to max_len + 2 entries as '^'-joined strings).
+With neither ``--model-base-path`` nor ``--run-dir`` the model is the paper's Ele.me
+configuration (23 fields, d = 16, 8-head refiner, pooling 128, MLP 1024-512-256) with
+untrained weights over an Ele.me-shaped dataset spec, exported to a temporary
+directory: serving cost does not depend on the weights' values. Any request that does
+not answer 200 counts as an error; the exit status is 1 when there was one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVER_START_TIMEOUT_S = 180
+
+
+def _eleme_shaped_export(directory: str, vocab_rows: int = 2000) -> str:
+    """Export an untrained paper-size FESeq over an Ele.me-shaped spec; its base path."""
+    import keras
+
+    from benchmarks.train_throughput import eleme_shaped_spec
+    from export.savedmodel import write_saved_model
+    from feseq_tf.config import ModelConfig
+    from feseq_tf.models.feseq import FESeq
+    from feseq_tf.schema import DatasetSpec, FieldSpec, write_vocab
+
+    shaped = eleme_shaped_spec()
+    vocab_dir = os.path.join(directory, "run")
+    fields = []
+    for f in shaped.fields:
+        if f.is_categorical:
+            n = min(f.vocab_size - 2, vocab_rows)
+            write_vocab(vocab_dir, f.name, [f"{f.name[:3]}{i}" for i in range(n)])
+            fields.append(FieldSpec(f.name, f.role, f.type, f.sequential, vocab_size=n + 2))
+        else:
+            fields.append(FieldSpec(f.name, f.role, f.type, f.sequential, min=0.0, max=100.0))
+    spec = DatasetSpec(name="eleme_shape", fields=tuple(fields), max_len=shaped.max_len)
+    keras.utils.set_random_seed(0)
+    model = FESeq(spec, ModelConfig(), name="feseq")
+    base = os.path.join(directory, "export", "feseq")
+    write_saved_model(model, spec, os.path.join(vocab_dir, "vocab"), os.path.join(base, "1"))
+    spec.save(os.path.join(base, "1", "assets.extra"))
+    return base
+
+
+def _request_rows(version_dir: str, n: int, seed: int) -> list[dict[str, Any]]:
+    """Random raw rows for the exported model (histories '^'-joined)."""
+    from export.savedmodel import CONTRACT_FILE, example_rows, to_request_row
+    from feseq_tf.schema import DatasetSpec
+
+    with open(os.path.join(version_dir, CONTRACT_FILE)) as fh:
+        contract = json.load(fh)
+    spec_path = os.path.join(version_dir, "assets.extra", "dataset_spec.json")
+    if os.path.exists(spec_path):
+        spec = DatasetSpec.load(spec_path)
+    else:  # rebuild the field list from the contract: enough for random rows
+        from feseq_tf.schema import FieldSpec
+
+        names = {i["name"]: i for i in contract["inputs"]}
+        fields = []
+        for name, info in names.items():
+            if info["kind"] in ("categorical", "numeric"):
+                sequential = f"{name}_list" in names
+                role = "item" if sequential else "user"
+                fields.append(FieldSpec(name, role, info["kind"], sequential, vocab_size=2))
+        spec = DatasetSpec(name="contract", fields=tuple(fields), max_len=contract["max_len"])
+    vocabs = _vocabularies(version_dir)
+    rows = example_rows(spec, vocabs, n, seed=seed)
+    return [to_request_row(spec, r) for r in rows]
+
+
+def _vocabularies(version_dir: str) -> dict[str, list[str]]:
+    from export.savedmodel import KEY_SEPARATOR, VOCABULARY_ASSET
+
+    vocabs: dict[str, list[str]] = {}
+    path = os.path.join(version_dir, "assets", VOCABULARY_ASSET)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8", newline="\n") as fh:
+            for line in fh:
+                field, _, value = line.rstrip("\n").partition(KEY_SEPARATOR)
+                vocabs.setdefault(field, []).append(value)
+    return vocabs
+
+
+def _start_server(base_path: str, extra_args: Sequence[str]) -> tuple[subprocess.Popen, int]:
+    cmd = [sys.executable, "-m", "export.serve", "--model-base-path", base_path, "--port", "0"]
+    proc = subprocess.Popen(
+        cmd + list(extra_args),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.time() + SERVER_START_TIMEOUT_S
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if " at http://" in line:
+            port = int(line.split(" at http://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+            threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain
+            return proc, port
+    proc.kill()
+    raise RuntimeError(f"the model server did not start: {' '.join(cmd)}")
+
+
+def _run_phase(
+    port: int, model: str, bodies: list[bytes], requests: int, concurrency: int
+) -> dict[str, Any]:
+    """Send ``requests`` bodies (cycled) from ``concurrency`` threads; latencies in ms."""
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    errors: list[str] = []
+    lock = threading.Lock()
+    path = f"/v1/models/{model}:predict"
+    start_barrier = threading.Barrier(concurrency + 1)
+
+    def client(worker: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Content-Type": "application/json"}
+        start_barrier.wait()
+        for i in range(worker, requests, concurrency):
+            body = bodies[i % len(bodies)]
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                response = conn.getresponse()
+                payload = response.read()
+                if response.status != 200:
+                    with lock:
+                        errors.append(f"HTTP {response.status}: {payload[:200]!r}")
+            except (OSError, http.client.HTTPException) as err:
+                with lock:
+                    errors.append(f"{type(err).__name__}: {err}")
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                continue
+            latencies[worker].append((time.perf_counter() - t0) * 1000.0)
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(concurrency)]
+    for t in threads:
+        t.start()
+    start_barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - t0
+    lat = np.array([x for per in latencies for x in per]) if any(latencies) else np.zeros(1)
+    return {
+        "requests": requests,
+        "concurrency": concurrency,
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "seconds": round(seconds, 3),
+        "requests_per_s": round(requests / seconds, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p90_ms": round(float(np.percentile(lat, 90)), 2),
+        "p99_ms": round(float(np.percentile(lat, 99)), 2),
+        "max_ms": round(float(lat.max()), 2),
+    }
+
+
+def _bodies(rows: list[dict[str, Any]], batch: int, count: int) -> list[bytes]:
+    out = []
+    for i in range(count):
+        chunk = [rows[(i * batch + j) % len(rows)] for j in range(batch)]
+        out.append(json.dumps({"instances": chunk}).encode("utf-8"))
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--model-base-path", help="an exported model's base path (EXPORT/feseq)")
+    source.add_argument("--run-dir", help="a training run directory, exported to a temporary directory")
+    p.add_argument("--requests", type=int, default=1000, help="batch-1 requests (default: 1000)")
+    p.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default: 8)")
+    p.add_argument("--sequential-requests", type=int, default=200,
+                   help="batch-1 requests from one client (default: 200)")
+    p.add_argument("--large-batch", type=int, default=256, help="rows per large request (default: 256)")
+    p.add_argument("--large-requests", type=int, default=48, help="large requests (default: 48)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--server-arg", action="append", default=[],
+                   help="extra argument for python -m export.serve (repeatable)")
+    p.add_argument("--output", help="also write the results as JSON here")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("requests", "concurrency", "large_batch", "large_requests"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1")
+    with tempfile.TemporaryDirectory(prefix="feseq_serving_bench_") as tmp:
+        if args.model_base_path:
+            base, model_desc = args.model_base_path, args.model_base_path
+        elif args.run_dir:
+            from export.savedmodel import export_run
+
+            base = os.path.dirname(export_run(args.run_dir, tmp))
+            model_desc = f"run {args.run_dir}"
+        else:
+            print("exporting an untrained paper-size FESeq (Ele.me shape)...", flush=True)
+            base = _eleme_shaped_export(tmp)
+            model_desc = "paper Ele.me configuration, untrained weights"
+        from export.serve import latest_version
+
+        version, version_dir = latest_version(base)
+        model = os.path.basename(os.path.normpath(base))
+        rows = _request_rows(version_dir, max(args.large_batch, 512), args.seed)
+        proc, port = _start_server(base, args.server_arg)
+        try:
+            small = _bodies(rows, 1, 500)
+            large = _bodies(rows, args.large_batch, 8)
+            _run_phase(port, model, small, 50, min(args.concurrency, 4))  # warm-up
+            _run_phase(port, model, large, 4, 2)
+            results = {
+                "model": model_desc,
+                "cpu_count": os.cpu_count(),
+                "load_average_1min": round(os.getloadavg()[0], 2),
+                "batch_1": _run_phase(port, model, small, args.requests, args.concurrency),
+                "batch_1_sequential": _run_phase(port, model, small, args.sequential_requests, 1),
+                f"batch_{args.large_batch}": _run_phase(
+                    port, model, large, args.large_requests, args.concurrency
+                ),
+            }
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    big = results[f"batch_{args.large_batch}"]
+    big["rows_per_s"] = round(big["requests_per_s"] * args.large_batch, 1)
+    errors = sum(r["errors"] for k, r in results.items() if k.startswith("batch_"))
+    print(f"model: {results['model']}; loopback, {args.concurrency} concurrent clients, "
+          f"{results['cpu_count']} CPUs, load average {results['load_average_1min']}")
+    print(f"{'phase':<22}{'requests':>9}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+          f"{'req/s':>9}{'rows/s':>10}{'errors':>8}")
+    for key, r in results.items():
+        if not key.startswith("batch_"):
+            continue
+        rows_s = r.get("rows_per_s", r["requests_per_s"])
+        print(f"{key:<22}{r['requests']:>9}{r['concurrency']:>8}{r['p50_ms']:>9}{r['p99_ms']:>9}"
+              f"{r['max_ms']:>9}{r['requests_per_s']:>9}{rows_s:>10}{r['errors']:>8}")
+    print(json.dumps(results))
+    if args.output:
+        with open(args.output, "w") as fh:
+            json.dump(results, fh, indent=2)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

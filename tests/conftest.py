@@ -1,0 +1,83 @@
+"""Shared pytest fixtures.
+
+Fixtures here are session scoped and cheap by design (tiny synthetic data, one epoch,
+a tiny model): they exist so that end-to-end tests share one training run instead of
+each training its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+
+# A tiny FESeq: fast to train and export on a laptop CPU.
+TINY_MODEL_OVERRIDES = (
+    "model.mlp_units=[16]",
+    "model.pooling_hidden=16",
+    "model.embedding_dim=4",
+    "model.transformer_heads=2",
+)
+TINY_SYNTHETIC_ROWS = 3000
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """A finished training run.
+
+    Attributes:
+        run_dir: str. The training output directory (``model.keras``,
+            ``dataset_spec.json``, ``vocab/``, ``config.json``, ``metrics.json``).
+        dataset_dir: str. The prepared dataset it was trained on (TFRecord splits,
+            vocabularies, and ``raw/`` with the raw synthetic Ele.me-layout files).
+        metrics: dict. What ``feseq_tf.train.main`` returned.
+    """
+
+    run_dir: str
+    dataset_dir: str
+    metrics: dict
+
+
+def train_tiny_run(root: str, extra_args: tuple[str, ...] = ()) -> TrainedRun:
+    """Train the tiny FESeq for one epoch on tiny synthetic data under ``root``."""
+    from feseq_tf import train
+
+    data_dir = os.path.join(root, "data")
+    run_dir = os.path.join(root, "run")
+    argv = [
+        "--synthetic-rows",
+        str(TINY_SYNTHETIC_ROWS),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "256",
+        "--data-dir",
+        data_dir,
+        "--output-dir",
+        run_dir,
+    ]
+    for item in TINY_MODEL_OVERRIDES:
+        argv += ["--set", item]
+    metrics = train.main(argv + list(extra_args))
+    return TrainedRun(
+        run_dir=run_dir, dataset_dir=os.path.join(data_dir, "synthetic"), metrics=metrics
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """One tiny FESeq run on 3000 synthetic rows (1 epoch), shared by the session."""
+    return train_tiny_run(str(tmp_path_factory.mktemp("tiny_trained_run")))
+
+
+@pytest.fixture(scope="session")
+def tiny_exported_model(
+    tiny_trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """The tiny run exported with ``export.savedmodel.export_run``: the path of
+    ``<export_dir>/feseq/1`` (its parent is the model's base path)."""
+    from export.savedmodel import export_run
+
+    export_dir = str(tmp_path_factory.mktemp("tiny_export"))
+    return export_run(tiny_trained_run.run_dir, export_dir, name="feseq")

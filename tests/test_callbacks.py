@@ -1,0 +1,298 @@
+"""AttentionSummaries: the averaged, labelled matrices and when they are written."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from feseq_tf.callbacks import (
+    TAG_INPUT_FIELDS,
+    TAG_POOLING_MEAN,
+    TAG_POOLING_RELATIVE,
+    TAG_POOLING_SAMPLES,
+    TAG_TARGET_FIELDS,
+    AttentionSummaries,
+    attention_matrices,
+    input_field_names,
+    position_labels,
+    position_mask,
+)
+from feseq_tf.tensorboard_plugin.reader import latest_matrices, read_matrices
+from tests import tb_fixtures
+from tests.test_model_feseq import L, tiny_batch, tiny_config, tiny_spec
+
+TINY_FIELDS = ["user_id", "avg_price", "item_id", "category", "rank", "hours"]
+
+
+# ---- labels and masks ------------------------------------------------------------------------
+def test_field_labels_follow_the_model_layout():
+    spec = tiny_spec()
+    assert input_field_names(spec, tiny_config()) == TINY_FIELDS
+    assert input_field_names(spec, tiny_config(nonseq_in_interaction=False)) == TINY_FIELDS[2:]
+
+
+def test_position_labels_count_back_from_the_target():
+    assert position_labels(4) == ["-3", "-2", "-1", "target"]
+    assert position_labels(1) == ["target"]
+    with pytest.raises(ValueError, match="num_positions must be >= 1"):
+        position_labels(0)
+
+
+def test_position_mask_keeps_the_last_hist_len_positions_and_the_target():
+    mask = position_mask(np.array([0, 2, 4]), 5)
+    np.testing.assert_array_equal(mask, [
+        [0, 0, 0, 0, 1],
+        [0, 0, 1, 1, 1],
+        [1, 1, 1, 1, 1],
+    ])
+
+
+# ---- the averaged matrices, by hand ------------------------------------------------------------
+def _hand_outputs() -> dict[str, np.ndarray]:
+    """Two samples: hist_len 0 (only the target is real) and L = 4 (all real)."""
+    T, F = L + 1, len(TINY_FIELDS)
+    uniform = np.full((F, F), 1.0 / F)
+    field = np.full((2, T, 1, F, F), 99.0)  # padded positions hold garbage: must be ignored
+    field[0, T - 1, 0] = uniform
+    field[1, :, 0] = np.eye(F)
+    target = np.stack([np.eye(3)[None], np.full((1, 3, 3), 1 / 3)])  # [2, 1, 3, 3]
+    pooling = np.array([[0, 0, 0, 0, 1.0], [0.1, 0.1, 0.2, 0.2, 0.4]])
+    seq = np.zeros((2, 2, T, T))
+    seq[0, :, :, :] = np.eye(T)  # padded query rows of sample 0 see themselves
+    seq[0, :, T - 1] = 0.0
+    seq[0, :, T - 1, T - 1] = 1.0
+    seq[1, 0] = np.tril(np.ones((T, T))) / np.arange(1, T + 1)[:, None]
+    seq[1, 1] = np.eye(T)
+    return {
+        "input_field_attention": field,
+        "target_field_attention": target,
+        "pooling_attention": pooling,
+        "sequence_attention": seq,
+    }
+
+
+def test_attention_matrices_average_over_real_positions_only():
+    spec = tiny_spec()
+    mats = {m.tag: m for m in attention_matrices(_hand_outputs(), np.array([0, L]), spec, tiny_config())}
+    F = len(TINY_FIELDS)
+
+    # 1 real position of sample 0 (uniform) + 5 of sample 1 (identity).
+    field = mats[TAG_INPUT_FIELDS]
+    np.testing.assert_allclose(field.values, (np.full((F, F), 1 / F) + 5 * np.eye(F)) / 6)
+    assert field.info.row_labels == field.info.col_labels == tuple(TINY_FIELDS)
+    assert field.info.kind == "field"
+
+    target = mats[TAG_TARGET_FIELDS]
+    np.testing.assert_allclose(target.values, (np.eye(3) + 1 / 3) / 2)
+    assert target.info.row_labels == ("item_id", "category", "rank")
+
+    samples = mats[TAG_POOLING_SAMPLES]
+    assert samples.info.row_labels == ("#1 (len 4)", "#0 (len 0)")  # longest history first
+    assert samples.info.col_labels == ("-4", "-3", "-2", "-1", "target")
+    np.testing.assert_allclose(samples.values, _hand_outputs()["pooling_attention"][::-1])
+    np.testing.assert_allclose(mats[TAG_POOLING_MEAN].values, [[0.1, 0.1, 0.2, 0.2, 0.7]])
+    # weight * n_real: sample 0 has 1 real position, sample 1 has 5.
+    np.testing.assert_allclose(mats[TAG_POOLING_RELATIVE].values, [[0.5, 0.5, 1.0, 1.0, 1.5]])
+
+    head0 = mats["attention/sequence_head_0"].values
+    expected = np.tril(np.ones((5, 5))) / np.arange(1, 6)[:, None]  # only sample 1 for rows 0-3
+    expected[4] = (expected[4] + np.eye(5)[4]) / 2  # the target row: both samples
+    np.testing.assert_allclose(head0, expected)
+    assert mats["attention/sequence_head_1"].info.kind == "sequence"
+
+
+def test_attention_matrices_reject_a_field_axis_that_does_not_match_the_spec():
+    outputs = _hand_outputs()
+    outputs["input_field_attention"] = outputs["input_field_attention"][..., :4, :4]
+    with pytest.raises(ValueError, match="input_field_attention has shape"):
+        attention_matrices(outputs, np.array([0, L]), tiny_spec(), tiny_config())
+
+
+def test_attention_matrices_skip_outputs_the_architecture_lacks():
+    outputs = {"pooling_attention": _hand_outputs()["pooling_attention"]}
+    tags = [m.tag for m in attention_matrices(outputs, np.array([0, L]), tiny_spec(), tiny_config())]
+    assert tags == [TAG_POOLING_SAMPLES, TAG_POOLING_MEAN, TAG_POOLING_RELATIVE]
+
+
+# ---- the callback --------------------------------------------------------------------------
+def test_callback_rejects_bad_arguments():
+    probe = tiny_batch(tiny_spec())
+    with pytest.raises(ValueError, match="every must be a positive integer"):
+        AttentionSummaries("logs", probe, every=0)
+    with pytest.raises(ValueError, match="unit must be one of"):
+        AttentionSummaries("logs", probe, unit="batch")
+    with pytest.raises(ValueError, match="hist_len"):
+        AttentionSummaries("logs", {"user_id": np.zeros(2)})
+
+
+def _fit_tiny(callback: AttentionSummaries, epochs: int = 2, batch_size: int = 2) -> None:
+    import keras
+
+    from feseq_tf.models.feseq import FESeq
+
+    spec = tiny_spec()
+    model = FESeq(spec, tiny_config())
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
+    x = tiny_batch(spec, batch=6, seed=1)
+    y = np.array([0, 1, 0, 1, 1, 0], dtype="float32")
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, callbacks=[callback], verbose=0)
+
+
+def test_callback_writes_labelled_matrices_every_epoch(tmp_path):
+    probe = tiny_batch(tiny_spec(), batch=8, seed=3)
+    callback = AttentionSummaries(str(tmp_path), probe, pooling_samples=4)
+    _fit_tiny(callback, epochs=2)
+    assert callback.written_steps == [0, 1, 2]
+    logged = read_matrices(str(tmp_path))
+    assert sorted({m.step for m in logged}) == [0, 1, 2]
+    latest = latest_matrices(str(tmp_path))
+    field = latest[(".", TAG_INPUT_FIELDS)]
+    assert field.step == 2 and field.values.shape == (6, 6)
+    assert field.info.row_labels == tuple(TINY_FIELDS)
+    np.testing.assert_allclose(field.values.sum(axis=1), 1.0, atol=1e-5)
+    assert latest[(".", TAG_POOLING_SAMPLES)].values.shape == (4, L + 1)
+    assert {tag for _, tag in latest} >= {TAG_TARGET_FIELDS, "attention/sequence_head_1"}
+
+
+def test_callback_writes_every_n_steps(tmp_path):
+    probe = tiny_batch(tiny_spec(), batch=8, seed=3)
+    callback = AttentionSummaries(str(tmp_path), probe, every=2, unit="step", write_at_start=False)
+    _fit_tiny(callback, epochs=2, batch_size=2)  # 3 steps per epoch
+    assert callback.written_steps == [2, 4, 6]
+
+
+def test_callback_writes_float32_matrices_under_mixed_bfloat16(tmp_path):
+    from feseq_tf.testing import dtype_policy
+
+    probe = tiny_batch(tiny_spec(), batch=8, seed=3)
+    callback = AttentionSummaries(str(tmp_path), probe, write_at_start=False)
+    with dtype_policy("mixed_bfloat16"):
+        _fit_tiny(callback, epochs=1)
+    field = latest_matrices(str(tmp_path))[(".", TAG_INPUT_FIELDS)]
+    assert field.values.dtype == np.float64 and np.all(np.isfinite(field.values))
+    np.testing.assert_allclose(field.values.sum(axis=1), 1.0, atol=2e-2)
+
+
+def test_callback_needs_a_feseq_model(tmp_path):
+    import keras
+
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    callback = AttentionSummaries(str(tmp_path), tiny_batch(tiny_spec()))
+    callback.set_model(model)
+    with pytest.raises(TypeError, match="needs a FESeq model"):
+        callback.write(0)
+
+
+# ---- on by default in feseq_tf.train -----------------------------------------------------------
+train_main_run_dir = tb_fixtures.train_main_run_dir
+
+
+def test_train_main_writes_attention_summaries_by_default(train_main_run_dir):
+    latest = latest_matrices(os.path.join(train_main_run_dir, "logs"))
+    assert {tag for run, tag in latest if run == "attention"} >= {
+        TAG_INPUT_FIELDS, TAG_TARGET_FIELDS, TAG_POOLING_SAMPLES, TAG_POOLING_MEAN,
+        "attention/sequence_head_0",
+    }
+    field = latest[("attention", TAG_INPUT_FIELDS)]
+    assert field.values.shape == (23, 23) and field.step == 1  # after the one epoch
+    assert field.info.row_labels[:2] == ("user_id", "gender")
+
+
+# ---- what the attention shows on the synthetic data ------------------------------------------
+PLANTED_PAIRS = (("gender", "category_1_id"), ("avg_price", "rank_7"), ("time_type", "category_1_id"))
+
+
+@pytest.mark.slow
+def test_attention_on_synthetic_data_with_planted_crosses(tmp_path):
+    """Characterises the attention of a short run on data whose crosses are known.
+
+    Setup: 40,000 synthetic rows (seed 7; the generator plants gender x category_1_id,
+    avg_price x rank_7 and time_type x category_1_id, and history relevance that decays
+    with recency), FESeq with d = 8, no embedding L2, Adam 5e-3, one epoch (the best
+    validation epoch in longer runs: later epochs overfit), attention on 4,096 test
+    samples.
+
+    Found, and asserted so that a change shows up here:
+    * pooling attention (as the paper's Figs. 7-8): on samples with a full history the
+      weight rises steadily with recency, from 0.84 x uniform at position -10 to
+      1.35 x at -1 (the target position: 0.77 x);
+    * field attention (NOT as hoped): after one epoch the averaged attention is still
+      within 0.004 of uniform (1/23; the embeddings start at 1e-4 and attention logits
+      grow with their square), and the planted pairs are not singled out: their mean
+      weight is 0.9995 x the average pair's and they rank 2nd-23rd (mostly 14th-23rd)
+      of 23 within their rows. In longer runs (3 epochs, which overfit) the attention
+      that forms goes to low-cardinality user fields (is_super_vip, visit_city,
+      user_id), still not to the planted pairs. The MLP sees every field and can model
+      the crosses without the interacting layer. Each run's numbers are written to
+      ``artifacts/attention_planted_crosses.json``.
+    """
+    import json
+
+    from feseq_tf import training
+    from feseq_tf.callbacks import probe_batch
+    from feseq_tf.config import preset
+    from feseq_tf.models.feseq import FESeq
+    from feseq_tf.schema import DatasetSpec
+    from pipelines import synthetic
+
+    data = str(tmp_path / "data")
+    synthetic.make_synthetic_dataset(data, num_rows=40_000, seed=7, progress=False)
+    spec = DatasetSpec.load(data)
+    config = preset("synthetic").override({
+        "model": {"embedding_dim": 8, "transformer_heads": 2, "pooling_hidden": 16,
+                  "mlp_units": [32], "dropout": 0.0, "embedding_l2": 0.0},
+        "train": {"epochs": 1, "batch_size": 256, "eval_batch_size": 4096, "learning_rate": 5e-3},
+    })
+    training.set_seed(1)
+    model = FESeq(spec, config.model, name="feseq")
+    training.fit(model, data, str(tmp_path / "run"), config, jit=False, verbose=0)
+
+    probe = probe_batch(data, "test", probe_size=4096, spec=spec)
+    outputs = model.attention_model()(probe, training=False)
+    outputs.pop("probability")
+    mats = {m.tag: m for m in attention_matrices(outputs, probe["hist_len"], spec, config.model)}
+
+    # Field attention: planted pairs against the average pair (both directions summed).
+    field = mats[TAG_INPUT_FIELDS]
+    names = list(field.info.row_labels)
+    index = {n: i for i, n in enumerate(names)}
+    both = field.values + field.values.T
+    average_pair = float(both[~np.eye(len(names), dtype=bool)].mean())
+    planted = {f"{a} x {b}": float(both[index[a], index[b]]) for a, b in PLANTED_PAIRS}
+    row_ranks = {
+        f"{a} -> {b}": int((field.values[index[a]] > field.values[index[a], index[b]]).sum()) + 1
+        for a, b in PLANTED_PAIRS + tuple((b, a) for a, b in PLANTED_PAIRS)
+    }
+    lift = float(np.mean(list(planted.values())) / average_pair)
+    max_deviation = float(np.abs(field.values - 1.0 / len(names)).max())
+
+    # Pooling attention on full histories, relative to a uniform share (1 = uniform).
+    full = probe["hist_len"] == spec.max_len
+    pooling = np.asarray(outputs["pooling_attention"], dtype=np.float64)[full] * (spec.max_len + 1)
+    relative = pooling.mean(axis=0)  # positions -L .. -1, target
+    most_recent, older = float(relative[-2]), float(relative[:-2].mean())
+
+    found = {
+        "planted_pair_weight": planted, "average_pair_weight": average_pair,
+        "planted_lift": lift, "planted_rank_in_row_of_23": row_ranks,
+        "max_deviation_from_uniform": max_deviation,
+        "full_history_samples": int(full.sum()),
+        "pooling_relative_by_position": dict(zip(mats[TAG_POOLING_MEAN].info.col_labels,
+                                                 np.round(relative, 4).tolist(), strict=True)),
+        "pooling_most_recent": most_recent, "pooling_older_mean": older,
+    }
+    os.makedirs(tb_fixtures.ARTIFACTS_DIR, exist_ok=True)
+    with open(os.path.join(tb_fixtures.ARTIFACTS_DIR, "attention_planted_crosses.json"), "w") as fh:
+        json.dump(found, fh, indent=2)
+    print(json.dumps(found, indent=2))
+
+    assert full.sum() > 200
+    assert most_recent > older, found  # recency, as in the paper's Figs. 7-8
+    history = relative[:-1]  # positions -L .. -1
+    assert np.corrcoef(np.arange(len(history)), history)[0, 1] > 0.5, found
+    # The negative finding on planted crosses (see the docstring): if the interacting
+    # layer starts to single them out, this fails, and the finding should be rewritten.
+    assert lift < 1.05, found
