@@ -40,7 +40,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER_START_TIMEOUT_S = 180
 
 
-def _eleme_shaped_export(directory: str, vocab_rows: int = 2000) -> str:
+def _eleme_shaped_export(directory: str, precision: str = "float32", vocab_rows: int = 2000) -> str:
     """Export an untrained paper-size FESeq over an Ele.me-shaped spec; its base path."""
     import keras
 
@@ -62,7 +62,12 @@ def _eleme_shaped_export(directory: str, vocab_rows: int = 2000) -> str:
             fields.append(FieldSpec(f.name, f.role, f.type, f.sequential, min=0.0, max=100.0))
     spec = DatasetSpec(name="eleme_shape", fields=tuple(fields), max_len=shaped.max_len)
     keras.utils.set_random_seed(0)
-    model = FESeq(spec, ModelConfig(), name="feseq")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        model = FESeq(spec, ModelConfig(), name="feseq")
+    finally:
+        keras.config.set_dtype_policy(previous)
     base = os.path.join(directory, "export", "feseq")
     write_saved_model(model, spec, os.path.join(vocab_dir, "vocab"), os.path.join(base, "1"))
     spec.save(os.path.join(base, "1", "assets.extra"))
@@ -130,10 +135,27 @@ def _start_server(base_path: str, extra_args: Sequence[str]) -> tuple[subprocess
     raise RuntimeError(f"the model server did not start: {' '.join(cmd)}")
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _run_phase(
-    port: int, model: str, bodies: list[bytes], requests: int, concurrency: int
+    port: int,
+    model: str,
+    bodies: list[bytes],
+    requests: int,
+    concurrency: int,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
-    """Send ``requests`` bodies (cycled) from ``concurrency`` threads; latencies in ms."""
+    """Send ``requests`` bodies (cycled) from ``concurrency`` threads; latencies in ms and
+    the server's CPU time per request (a figure that other load on the machine inflates
+    less than latency)."""
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     errors: list[str] = []
     lock = threading.Lock()
@@ -166,11 +188,13 @@ def _run_phase(
     threads = [threading.Thread(target=client, args=(w,)) for w in range(concurrency)]
     for t in threads:
         t.start()
+    cpu0 = _cpu_seconds(server_pid) if server_pid else None
     start_barrier.wait()
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     seconds = time.perf_counter() - t0
+    cpu1 = _cpu_seconds(server_pid) if server_pid else None
     lat = np.array([x for per in latencies for x in per]) if any(latencies) else np.zeros(1)
     return {
         "requests": requests,
@@ -183,6 +207,11 @@ def _run_phase(
         "p90_ms": round(float(np.percentile(lat, 90)), 2),
         "p99_ms": round(float(np.percentile(lat, 99)), 2),
         "max_ms": round(float(lat.max()), 2),
+        "server_cpu_ms_per_request": (
+            round((cpu1 - cpu0) * 1000.0 / requests, 2)
+            if cpu0 is not None and cpu1 is not None
+            else None
+        ),
     }
 
 
@@ -195,20 +224,41 @@ def _bodies(rows: list[dict[str, Any]], batch: int, count: int) -> list[bytes]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.serving",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--model-base-path", help="an exported model's base path (EXPORT/feseq)")
-    source.add_argument("--run-dir", help="a training run directory, exported to a temporary directory")
+    source.add_argument(
+        "--run-dir", help="a training run directory, exported to a temporary directory"
+    )
     p.add_argument("--requests", type=int, default=1000, help="batch-1 requests (default: 1000)")
     p.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default: 8)")
-    p.add_argument("--sequential-requests", type=int, default=200,
-                   help="batch-1 requests from one client (default: 200)")
-    p.add_argument("--large-batch", type=int, default=256, help="rows per large request (default: 256)")
+    p.add_argument(
+        "--sequential-requests",
+        type=int,
+        default=200,
+        help="batch-1 requests from one client (default: 200)",
+    )
+    p.add_argument(
+        "--large-batch", type=int, default=256, help="rows per large request (default: 256)"
+    )
     p.add_argument("--large-requests", type=int, default=48, help="large requests (default: 48)")
+    p.add_argument(
+        "--precision",
+        choices=("float32", "mixed_bfloat16"),
+        default="float32",
+        help="compute precision of the untrained paper-size model (default: float32)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--server-arg", action="append", default=[],
-                   help="extra argument for python -m export.serve (repeatable)")
+    p.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra argument for python -m export.serve (repeatable)",
+    )
     p.add_argument("--output", help="also write the results as JSON here")
     return p
 
@@ -228,8 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             model_desc = f"run {args.run_dir}"
         else:
             print("exporting an untrained paper-size FESeq (Ele.me shape)...", flush=True)
-            base = _eleme_shaped_export(tmp)
-            model_desc = "paper Ele.me configuration, untrained weights"
+            base = _eleme_shaped_export(tmp, args.precision)
+            model_desc = f"paper Ele.me configuration, untrained weights, {args.precision}"
         from export.serve import latest_version
 
         version, version_dir = latest_version(base)
@@ -245,10 +295,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "model": model_desc,
                 "cpu_count": os.cpu_count(),
                 "load_average_1min": round(os.getloadavg()[0], 2),
-                "batch_1": _run_phase(port, model, small, args.requests, args.concurrency),
-                "batch_1_sequential": _run_phase(port, model, small, args.sequential_requests, 1),
+                "batch_1": _run_phase(
+                    port, model, small, args.requests, args.concurrency, proc.pid
+                ),
+                "batch_1_sequential": _run_phase(
+                    port, model, small, args.sequential_requests, 1, proc.pid
+                ),
                 f"batch_{args.large_batch}": _run_phase(
-                    port, model, large, args.large_requests, args.concurrency
+                    port, model, large, args.large_requests, args.concurrency, proc.pid
                 ),
             }
         finally:
@@ -257,16 +311,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     big = results[f"batch_{args.large_batch}"]
     big["rows_per_s"] = round(big["requests_per_s"] * args.large_batch, 1)
     errors = sum(r["errors"] for k, r in results.items() if k.startswith("batch_"))
-    print(f"model: {results['model']}; loopback, {args.concurrency} concurrent clients, "
-          f"{results['cpu_count']} CPUs, load average {results['load_average_1min']}")
-    print(f"{'phase':<22}{'requests':>9}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-          f"{'req/s':>9}{'rows/s':>10}{'errors':>8}")
+    print(
+        f"model: {results['model']}; loopback, {args.concurrency} concurrent clients, "
+        f"{results['cpu_count']} CPUs, load average {results['load_average_1min']}"
+    )
+    print(
+        f"{'phase':<22}{'requests':>9}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'req/s':>9}{'rows/s':>10}{'errors':>8}"
+    )
     for key, r in results.items():
         if not key.startswith("batch_"):
             continue
         rows_s = r.get("rows_per_s", r["requests_per_s"])
-        print(f"{key:<22}{r['requests']:>9}{r['concurrency']:>8}{r['p50_ms']:>9}{r['p99_ms']:>9}"
-              f"{r['max_ms']:>9}{r['requests_per_s']:>9}{rows_s:>10}{r['errors']:>8}")
+        print(
+            f"{key:<22}{r['requests']:>9}{r['concurrency']:>8}{r['p50_ms']:>9}{r['p99_ms']:>9}"
+            f"{r['max_ms']:>9}{r['requests_per_s']:>9}{rows_s:>10}{r['errors']:>8}"
+        )
     print(json.dumps(results))
     if args.output:
         with open(args.output, "w") as fh:

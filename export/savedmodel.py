@@ -524,7 +524,7 @@ def serving_contract(
         "missing_tokens": list(MISSING_TOKENS),
     }
     if vocabularies is not None:
-        rows = example_rows(spec, vocabularies, 2, seed=0)
+        rows = example_rows(spec, vocabularies, 2, seed=0, unseen_share=0.0)
         contract["example_request"] = {"instances": [to_request_row(spec, r) for r in rows]}
     return contract
 

@@ -502,14 +502,16 @@ def _leaf(name: str, v: Any, kind: str) -> Any:
     raise RequestError(400, f"Input {name!r} takes booleans, got {_json_type(v)}.")
 
 
-_ASSERT_MESSAGE = re.compile(r"assertion failed: \[(.*?)\] \[")
+_ASSERT_LINE = re.compile(r"assertion failed: (.*)")
+_BRACKETED = re.compile(r"\[([^\[\]]*)\]")
 
 
 def _tf_error_message(message: str) -> str:
     """The useful part of a TensorFlow error (the assertion text, else its first line)."""
-    match = _ASSERT_MESSAGE.search(message)
-    if match:
-        return match.group(1).replace("\\'", "'")
+    match = _ASSERT_LINE.search(message)
+    if match:  # "assertion failed: [message] [data...]"
+        parts = [p for p in _BRACKETED.findall(match.group(1)) if p]
+        return (" ".join(parts) if parts else match.group(1)).replace("\\'", "'")
     lines = [
         line.strip()
         for line in message.splitlines()
@@ -763,28 +765,65 @@ def make_http_server(
     return _HTTPServer((host, port), model_server, verbose=verbose)
 
 
+class BackgroundServer:
+    """The development server running in a background thread of this process (for
+    notebooks and tests); also a context manager that stops it on exit.
+
+    Args:
+        base_path: str. The model's base path (numbered version directories).
+        name: str or None. Model name in the URLs (default: the base path's name).
+        host: str. Address to listen on. Defaults to ``"127.0.0.1"``.
+        port: int. Port; 0 picks a free one. Defaults to 0.
+        **kwargs: passed to :meth:`ModelServer.from_base_path` (``batching``,
+            ``max_request_bytes``, ``max_batch_size``...).
+
+    Attributes:
+        url: str. ``http://host:port``.
+
+    Example:
+    >>> server = BackgroundServer("exported/feseq")
+    >>> ServingClient(server.url).status()
+    >>> server.stop()
+    """
+
+    def __init__(
+        self,
+        base_path: str,
+        name: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        **kwargs: Any,
+    ):
+        self.model_server = ModelServer.from_base_path(base_path, name, **kwargs)
+        self._httpd = make_http_server(self.model_server, host, port)
+        self.url = f"http://{host}:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="feseq-dev-server", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+            self._thread.join()
+            self._httpd.server_close()
+            self.model_server.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
 @contextlib.contextmanager
-def running_server(
-    base_path: str,
-    name: str | None = None,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    **kwargs: Any,
-) -> Iterator[str]:
+def running_server(base_path: str, name: str | None = None, **kwargs: Any) -> Iterator[str]:
     """Serve the latest version under ``base_path`` in a background thread; yields the
     server's URL (``http://host:port``) and stops the server on exit."""
-    model_server = ModelServer.from_base_path(base_path, name, **kwargs)
-    httpd = make_http_server(model_server, host, port)
-    thread = threading.Thread(target=httpd.serve_forever, name="feseq-dev-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://{host}:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
-        model_server.close()
+    with BackgroundServer(base_path, name, **kwargs) as server:
+        yield server.url
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw-dir", help="raw Ele.me/Bundle files, prepared on first use")
     p.add_argument("--synthetic-rows", type=int,
                    help="rows of the synthetic dataset (default: the generator's default)")
+    p.add_argument("--no-attention-summaries", dest="attention_summaries", action="store_false",
+                   help="do not write attention heatmaps for TensorBoard (logs/attention)")
+    p.add_argument("--attention-every", type=int, default=1, metavar="N",
+                   help="write the attention heatmaps every N epochs (default: 1)")
     p.add_argument("--overwrite", action="store_true",
                    help="start from scratch even if --output-dir holds an interrupted run")
     return p
@@ -168,7 +172,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         model = FESeq(spec, config.model, name="feseq")
         print(f"model parameters: {model.count_params():,}", flush=True)
-        result = training.fit(model, dataset_dir, out, config, jit=jit)
+        callbacks = []
+        if args.attention_summaries:
+            from feseq_tf.callbacks import SUMMARY_SUBDIR, AttentionSummaries
+
+            callbacks.append(AttentionSummaries.from_dataset(
+                dataset_dir, os.path.join(out, "logs", SUMMARY_SUBDIR), spec=spec,
+                every=args.attention_every,
+            ))
+        result = training.fit(model, dataset_dir, out, config, jit=jit, extra_callbacks=callbacks)
         test = training.evaluate_split(model, dataset_dir, "test", config.train.eval_batch_size, spec)
         valid = training.evaluate_split(model, dataset_dir, "valid", config.train.eval_batch_size, spec)
         model.save(os.path.join(out, "model.keras"))

@@ -7,7 +7,8 @@
   with the plugin) on 127.0.0.1 and a free port, stopped on exit.
 * :func:`browser_paths`: Chromium and chromedriver, or a skip outside CI.
 
-Tests import the fixtures they use: ``from tests.tb_fixtures import tiny_run``.
+Test modules load the fixtures with ``pytest_plugins = ("tests.tb_fixtures",)``, which
+registers them once, so the session-scoped run is shared by all of them.
 """
 
 from __future__ import annotations

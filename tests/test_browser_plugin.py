@@ -15,11 +15,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tests import tb_fixtures
 from tests.tb_fixtures import ARTIFACTS_DIR, TensorBoardServer, browser_paths, wait_for
 
-tiny_run = tb_fixtures.tiny_run
-tensorboard_server = tb_fixtures.tensorboard_server
+pytest_plugins = ("tests.tb_fixtures",)  # fixtures: tiny_run, tensorboard_server
 
 SCREENSHOT = "tensorboard_attention_plugin.png"
 CHROMIUM_FLAGS = (

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 
-from tests import tb_fixtures
 from tests.tb_fixtures import REPO_ROOT
 
-tiny_run = tb_fixtures.tiny_run
+pytest_plugins = ("tests.tb_fixtures",)  # fixture: tiny_run
 
 NOTEBOOK = os.path.join(REPO_ROOT, "notebooks", "attention.ipynb")
 EXPECTED_FIGURES = {

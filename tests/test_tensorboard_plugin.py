@@ -11,11 +11,9 @@ import numpy as np
 import pytest
 
 from feseq_tf.tensorboard_plugin.metadata import PLUGIN_NAME, MatrixInfo, parse_plugin_metadata
-from tests import tb_fixtures
 from tests.tb_fixtures import REPO_ROOT, TensorBoardServer, get_status
 
-tiny_run = tb_fixtures.tiny_run
-tensorboard_server = tb_fixtures.tensorboard_server
+pytest_plugins = ("tests.tb_fixtures",)  # fixtures: tiny_run, tensorboard_server
 
 RUN = "attention"
 ROUTE = f"plugin/{PLUGIN_NAME}"

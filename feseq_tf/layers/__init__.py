@@ -2,7 +2,7 @@
 
 from feseq_tf.layers.attention import MaskedSelfAttention
 from feseq_tf.layers.autoint import AutoIntLayer
-from feseq_tf.layers.embedding import EmbeddingL2, NumericEmbedding
+from feseq_tf.layers.embedding import FieldEmbedding, NumericEmbedding
 from feseq_tf.layers.pooling import (
     ATTENTION_TYPES,
     BilinearAttentionPooling,
@@ -18,7 +18,7 @@ __all__ = [
     "AutoIntLayer",
     "BilinearAttentionPooling",
     "Dice",
-    "EmbeddingL2",
+    "FieldEmbedding",
     "MaskedSelfAttention",
     "MeanPooling",
     "NumericEmbedding",

@@ -1,4 +1,4 @@
-"""Field embeddings: numeric-field embeddings and the batch embedding L2 penalty."""
+"""Field embeddings: categorical tables and numeric fields, with the paper's L2 (eq. 13)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ class NumericEmbedding(keras.layers.Layer):
         embedding_dim: int. d, the size of the embedding.
         embeddings_initializer: str or initializer. Initializer of `w`.
             Defaults to `"uniform"` (as `keras.layers.Embedding`).
+        l2: float. lambda: adds `l2 / 2 * ||w||^2` to the training loss.
+            Defaults to 0.
         **kwargs: Base layer keyword arguments (`name`, `dtype`...).
 
     Call arguments:
@@ -42,9 +44,13 @@ class NumericEmbedding(keras.layers.Layer):
         self,
         embedding_dim: int,
         embeddings_initializer: Any = "uniform",
+        l2: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or l2 < 0:
+            raise ValueError(f"`l2` must be a number >= 0, got l2={l2!r}.")
+        self.l2 = float(l2)
         if not isinstance(embedding_dim, int) or embedding_dim < 1:
             raise ValueError(
                 f"`embedding_dim` must be a positive integer, got embedding_dim={embedding_dim!r}."
@@ -59,7 +65,9 @@ class NumericEmbedding(keras.layers.Layer):
             initializer=self.embeddings_initializer,
         )
 
-    def call(self, inputs: Any) -> Any:
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if training and self.l2 > 0:  # the field's one row is used by every batch
+            self.add_loss(0.5 * self.l2 * ops.sum(ops.square(ops.cast(self.embeddings, "float32"))))
         inputs = ops.cast(inputs, self.compute_dtype)
         return ops.expand_dims(inputs, -1) * ops.cast(self.embeddings, self.compute_dtype)
 
@@ -71,6 +79,7 @@ class NumericEmbedding(keras.layers.Layer):
         config.update(
             {
                 "embedding_dim": self.embedding_dim,
+                "l2": self.l2,
                 "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
             }
         )
@@ -78,63 +87,58 @@ class NumericEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="feseq_tf")
-class EmbeddingL2(keras.layers.Layer):
-    """Adds an L2 penalty on the embedding rows that the batch looked up.
+class FieldEmbedding(keras.layers.Embedding):
+    """A categorical field's table with L2 on the distinct rows each batch looks up.
 
-    The paper's loss (eq. 13) adds `lambda * sum ||W||^2` over the embedding
-    tables. Penalising whole tables costs time proportional to the vocabulary;
-    this layer instead penalises the rows the batch used:
+    The paper's loss (eq. 13) adds `lambda/2 * ||T||^2` for every embedding table
+    `T`, as its reference code does for whole tables. Here the same term is
+    restricted to the distinct, non-padding rows that the batch uses:
 
-        loss = l2 * mean_b( sum_{tensors, non-batch axes} e^2 )
+        loss = l2 / 2 * sum_{r in unique(ids), r != 0} ||T_r||^2
 
-    It is added with `add_loss` only when `training` is true, so the losses of
-    `fit` include it while `evaluate` and `predict` report the data loss alone.
-    The inputs pass through unchanged (with their Keras masks), so the layer
-    can sit between the embedding lookups and the rest of the model. The
-    penalty is computed in float32 under mixed precision.
+    Each used row gets the same gradient `l2 * T_r` as with the whole-table
+    penalty, so rarely seen ids are held close to zero relative to frequent
+    ones, while the cost follows the batch instead of the vocabulary. Rows are
+    deduplicated by sorting (static shapes, so it compiles under XLA). Added
+    with `add_loss` only when `training` is true; computed in float32.
 
     Args:
-        l2: float. lambda, the regularisation strength (>= 0). 0 adds nothing.
-        **kwargs: Base layer keyword arguments (`name`, `dtype`...).
+        input_dim: int. Vocabulary size (id 0 is padding).
+        output_dim: int. d, the embedding size.
+        l2: float. lambda (>= 0). Defaults to 0.
+        **kwargs: `keras.layers.Embedding` arguments (`embeddings_initializer`...).
 
     Call arguments:
-        inputs: a tensor `[B, ...]` or a list/tuple/dict of such tensors, the
-            looked-up embeddings. Batch is axis 0 of every tensor.
+        inputs: int tensor of ids, any shape.
         training: bool. Adds the penalty only when true.
 
     Returns:
-        `inputs`, unchanged (same structure).
+        `[..., output_dim]` embeddings.
 
     Example:
-        >>> ids = keras.Input((3,), dtype="int32")
-        >>> emb = keras.layers.Embedding(100, 8)(ids)
-        >>> emb = EmbeddingL2(0.1)(emb)  # model.fit's loss now includes it
+        >>> emb = FieldEmbedding(100, 8, l2=0.1)
+        >>> emb(np.array([[3, 3, 0]]), training=True).shape  # adds 0.05 * ||T_3||^2
+        (1, 3, 8)
 
     References:
         - Liu et al., FESeq, eq. 13 (embedding regularisation).
     """
 
-    def __init__(self, l2: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, input_dim: int, output_dim: int, l2: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(input_dim, output_dim, **kwargs)
         if isinstance(l2, bool) or not isinstance(l2, (int, float)) or l2 < 0:
             raise ValueError(f"`l2` must be a number >= 0, got l2={l2!r}.")
         self.l2 = float(l2)
-        self.supports_masking = True
-        self.built = True
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
+        outputs = super().call(inputs)
         if training and self.l2 > 0:
-            total = 0.0
-            for x in keras.tree.flatten(inputs):
-                x = ops.cast(x, "float32")
-                axes = tuple(range(1, len(x.shape)))
-                per_example = ops.sum(ops.square(x), axis=axes) if axes else ops.square(x)
-                total = total + ops.mean(per_example)
-            self.add_loss(self.l2 * total)
-        return inputs
-
-    def compute_output_spec(self, inputs: Any, training: bool | None = None) -> Any:
-        return keras.tree.map_structure(lambda x: keras.KerasTensor(x.shape, dtype=x.dtype), inputs)
+            ids = ops.sort(ops.reshape(ops.cast(inputs, "int32"), (-1,)))
+            first = ops.concatenate([ops.ones((1,), "bool"), ids[1:] != ids[:-1]], axis=0)
+            keep = ops.cast(ops.logical_and(first, ids != 0), "float32")
+            rows = ops.cast(ops.take(self.embeddings, ids, axis=0), "float32")
+            self.add_loss(0.5 * self.l2 * ops.sum(keep * ops.sum(ops.square(rows), axis=-1)))
+        return outputs
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -15,8 +15,9 @@ is the last position), F = 23 fields, d = 16, model_dim = F*d + 2d = 400.
 5. Sequence pooling: scaled bilinear attention with e_out as the query, eq. 9-12.
 6. Output: concat(pooled, non-sequential embeddings) -> MLP (LeakyReLU, dropout) -> sigmoid.
 
-The model never compiles itself; losses other than the embedding L2 (which the model
-adds with ``add_loss`` on the embedding rows its batch uses) live in the training code.
+The model never compiles itself; losses other than the embedding L2 (which the
+embedding tables add with ``add_loss`` on the distinct rows each batch uses) live in
+the training code.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from feseq_tf.config import ModelConfig
 from feseq_tf.layers import (
     AutoIntLayer,
     BilinearAttentionPooling,
-    EmbeddingL2,
+    FieldEmbedding,
     MeanPooling,
     NumericEmbedding,
     TargetPooling,
@@ -158,10 +159,13 @@ class FESeq(keras.Model):
         # ---- layers --------------------------------------------------------------------
         def field_embedding(f, prefix):
             if f.is_categorical:
-                return keras.layers.Embedding(
-                    f.vocab_size, d, embeddings_initializer=init, name=f"{prefix}_{f.name}"
+                return FieldEmbedding(
+                    f.vocab_size, d, l2=config.embedding_l2, embeddings_initializer=init,
+                    name=f"{prefix}_{f.name}",
                 )
-            return NumericEmbedding(d, embeddings_initializer=init, name=f"{prefix}_{f.name}")
+            return NumericEmbedding(
+                d, embeddings_initializer=init, l2=config.embedding_l2, name=f"{prefix}_{f.name}"
+            )
 
         input_tables = {f.name: field_embedding(f, "embedding") for f in spec.fields}
         # The target item's own embedding and interacting layers only feed attention pooling.
@@ -205,7 +209,6 @@ class FESeq(keras.Model):
             pooling = MeanPooling(name="sequence_pooling")
         else:
             pooling = TargetPooling(name="sequence_pooling")
-        embedding_l2 = EmbeddingL2(config.embedding_l2, name="embedding_l2")
         mlp = []
         for i, units in enumerate(config.mlp_units):
             mlp.append(keras.layers.Dense(units, name=f"mlp_dense_{i}"))
@@ -229,10 +232,6 @@ class FESeq(keras.Model):
         seq_emb = [input_tables[f.name](sequence_of(f)) for f in seq_fields]  # each [B, T, d]
         nonseq_emb = [input_tables[f.name](inputs[f.name]) for f in nonseq_fields]  # [B, d]
         target_item_emb = [table(inputs[name]) for name, table in output_tables.items()]  # [B, d]
-
-        # Embedding L2 (paper eq. 13) on the rows this batch looks up, history rows
-        # included, instead of on whole tables: its cost does not grow with the vocabulary.
-        seq_emb, nonseq_emb, target_item_emb = embedding_l2([seq_emb, nonseq_emb, target_item_emb])
 
         T = spec.max_len + 1 if config.use_history else 1
         fields = [ops.expand_dims(e, 2) for e in seq_emb]  # [B, T, 1, d]

@@ -4,7 +4,7 @@ import pytest
 from keras import ops
 
 from feseq_tf import testing
-from feseq_tf.layers import EmbeddingL2, NumericEmbedding
+from feseq_tf.layers import FieldEmbedding, NumericEmbedding
 
 
 def test_numeric_embedding_multiplies_value_by_learned_vector():
@@ -30,72 +30,65 @@ def test_numeric_embedding_rejects_bad_dim():
 
 
 def _penalised_model(l2: float) -> keras.Model:
-    """ids -> ones-embedding [B, 3, 2] and [B, 1, 2] -> EmbeddingL2 -> zero Dense."""
+    """ids [B, 3] -> FieldEmbedding (ones) -> zero Dense; a numeric field beside it."""
     ids = keras.Input((3,), dtype="int32", name="ids")
-    cat = keras.Input((1,), dtype="int32", name="cat")
-    emb = keras.layers.Embedding(10, 2, embeddings_initializer="ones", name="ids_emb")(ids)
-    cat_emb = keras.layers.Embedding(5, 2, embeddings_initializer="ones", name="cat_emb")(cat)
-    emb, cat_emb = EmbeddingL2(l2, name="l2")([emb, cat_emb])
+    num = keras.Input((1,), dtype="float32", name="num")
+    emb = FieldEmbedding(10, 2, l2=l2, embeddings_initializer="ones", name="ids_emb")(ids)
+    num_emb = NumericEmbedding(2, embeddings_initializer="ones", l2=l2, name="num_emb")(num)
     flat = keras.layers.Concatenate()(
-        [keras.layers.Flatten()(emb), keras.layers.Flatten()(cat_emb)]
+        [keras.layers.Flatten()(emb), keras.layers.Flatten()(num_emb)]
     )
     out = keras.layers.Dense(1, kernel_initializer="zeros", name="head")(flat)
-    return keras.Model({"ids": ids, "cat": cat}, out)
+    return keras.Model({"ids": ids, "num": num}, out)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
-def test_embedding_l2_penalty_reaches_training_loss(jit_compile):
-    # Per example: 3 rows + 1 row of ones(2) -> sum of squares 8; l2 * 8 = 4.
+def test_l2_counts_each_distinct_used_row_once_and_skips_padding(jit_compile):
+    # Batch ids {1, 2, 2, 0, 0, 3}: distinct non-padding rows 1, 2, 3, each ||ones(2)||^2 = 2,
+    # so the table adds l2/2 * 6 = 1.5; the numeric field's one row adds l2/2 * 2 = 0.5.
     # Data loss: mse(0, 1) = 1. Learning rate 0 keeps the weights fixed.
     model = _penalised_model(0.5)
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse", jit_compile=jit_compile)
-    x = {"ids": np.array([[1, 2, 3], [4, 5, 6]]), "cat": np.array([[1], [2]])}
+    x = {"ids": np.array([[1, 2, 2], [0, 0, 3]]), "num": np.ones((2, 1), "float32")}
     y = np.ones((2, 1), "float32")
     history = model.fit(x, y, batch_size=2, epochs=1, verbose=0)
-    np.testing.assert_allclose(history.history["loss"][0], 5.0, rtol=1e-6)
+    np.testing.assert_allclose(history.history["loss"][0], 1.0 + 1.5 + 0.5, rtol=1e-6)
     np.testing.assert_allclose(model.evaluate(x, y, verbose=0), 1.0, rtol=1e-6)
 
 
-def test_embedding_l2_adds_loss_only_in_training():
-    model = _penalised_model(0.5)
-    x = {"ids": np.array([[1, 2, 3]]), "cat": np.array([[1]])}
-    model(x, training=True)
-    assert len(model.losses) == 1
-    np.testing.assert_allclose(model.losses[0], 4.0)
-    model(x, training=False)
-    assert model.losses == []
+def test_l2_gradient_of_a_used_row_is_l2_times_the_row_whatever_its_count():
+    layer = FieldEmbedding(5, 2, l2=0.2, embeddings_initializer="ones")
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        layer(np.array([[1, 1, 1, 4]]), training=True)
+        loss = sum(layer.losses)
+    grad = tf.convert_to_tensor(tape.gradient(loss, layer.embeddings)).numpy()
+    np.testing.assert_allclose(grad[[1, 4]], 0.2 * np.ones((2, 2)), rtol=1e-6)
+    np.testing.assert_allclose(grad[[0, 2, 3]], 0.0)
 
 
-def test_embedding_l2_returns_inputs_and_masks_unchanged():
-    embedding = keras.layers.Embedding(5, 2, mask_zero=True)
-    emb = embedding(np.array([[0, 3, 1]]))
-    out = EmbeddingL2(0.1)(emb, training=True)
-    np.testing.assert_array_equal(out, emb)
-    np.testing.assert_array_equal(out._keras_mask, [[False, True, True]])
+def test_l2_adds_no_loss_outside_training():
+    layer = FieldEmbedding(5, 2, l2=0.2)
+    layer(np.array([[1, 2]]), training=False)
+    assert not layer.losses
 
 
-def test_embedding_l2_penalty_is_float32_under_mixed_precision():
-    with testing.dtype_policy("mixed_bfloat16"):
-        layer = EmbeddingL2(0.1)
-        emb = keras.layers.Embedding(5, 4)(np.array([[1, 2]]))
-        assert ops.dtype(emb) == "bfloat16"
-        layer(emb, training=True)
-    assert ops.dtype(layer.losses[0]) == "float32"
-
-
-def test_embedding_l2_layer_contract():
+def test_field_embedding_layer_contract():
     testing.run_layer_test(
-        EmbeddingL2,
-        {"l2": 0.1},
-        {"inputs": np.random.rand(2, 3, 4).astype("float32")},
-        expected_output_shape=(2, 3, 4),
+        FieldEmbedding,
+        {"input_dim": 7, "output_dim": 3, "l2": 0.1, "embeddings_initializer": "ones"},
+        {"inputs": np.array([[1, 2], [3, 0]], "int32")},
+        expected_output_shape=(2, 2, 3),
     )
 
 
 @pytest.mark.parametrize("l2", [-0.1, "0.1", True])
-def test_embedding_l2_rejects_bad_strength(l2):
+def test_bad_l2_strength_is_rejected(l2):
     with pytest.raises(ValueError, match="l2="):
-        EmbeddingL2(l2)
+        FieldEmbedding(5, 2, l2=l2)
+    with pytest.raises(ValueError, match="l2="):
+        NumericEmbedding(2, l2=l2)
 
 
 def test_numeric_embedding_xla_and_mixed_precision():
