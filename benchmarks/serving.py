@@ -3,9 +3,10 @@
     python -m benchmarks.serving [--model-base-path EXPORT/feseq | --run-dir RUN]
                                  [--requests 1000] [--concurrency 8] [--large-batch 256]
 
-Starts the development model server (``python -m export.serve``) in its own process on
-loopback, then sends TF Serving REST ``predict`` requests of raw rows from
-``--concurrency`` client threads, each on its own keep-alive connection:
+Starts the development model server (``python -m export.serve --enable-batching``;
+``--no-batching`` leaves merging off) in its own process on loopback, then sends TF
+Serving REST ``predict`` requests of raw rows from ``--concurrency`` client threads,
+each on its own keep-alive connection:
 
 1. ``--requests`` requests of one row each: latency p50 / p90 / p99 / max and requests/s;
 2. the same, one client at a time (no queueing): the service time of one request;
@@ -18,6 +19,11 @@ configuration (23 fields, d = 16, 8-head refiner, pooling 128, MLP 1024-512-256)
 untrained weights over an Ele.me-shaped dataset spec, exported to a temporary
 directory: serving cost does not depend on the weights' values. Any request that does
 not answer 200 counts as an error; the exit status is 1 when there was one.
+
+The clients are closed-loop (each sends its next request when the previous one is
+answered), so at concurrency C the latency is about C / throughput: the server's CPU
+time per request, printed too, is the figure that other load on the machine distorts
+least.
 """
 
 from __future__ import annotations
@@ -113,15 +119,14 @@ def _vocabularies(version_dir: str) -> dict[str, list[str]]:
     return vocabs
 
 
-def _start_server(base_path: str, extra_args: Sequence[str]) -> tuple[subprocess.Popen, int]:
+def _start_server(
+    base_path: str, extra_args: Sequence[str], log_dir: str
+) -> tuple[subprocess.Popen, int]:
     cmd = [sys.executable, "-m", "export.serve", "--model-base-path", base_path, "--port", "0"]
-    proc = subprocess.Popen(
-        cmd + list(extra_args),
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    cmd += list(extra_args)
+    log_path = os.path.join(log_dir, "server.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
     deadline = time.time() + SERVER_START_TIMEOUT_S
     while time.time() < deadline:
         line = proc.stdout.readline()
@@ -132,7 +137,9 @@ def _start_server(base_path: str, extra_args: Sequence[str]) -> tuple[subprocess
             threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain
             return proc, port
     proc.kill()
-    raise RuntimeError(f"the model server did not start: {' '.join(cmd)}")
+    with open(log_path) as fh:
+        tail = fh.read()[-2000:]
+    raise RuntimeError(f"the model server did not start: {' '.join(cmd)}\n{tail}")
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -254,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--no-batching",
+        action="store_true",
+        help="run the server without --enable-batching (merging concurrent requests)",
+    )
+    p.add_argument(
         "--server-arg",
         action="append",
         default=[],
@@ -285,7 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         version, version_dir = latest_version(base)
         model = os.path.basename(os.path.normpath(base))
         rows = _request_rows(version_dir, max(args.large_batch, 512), args.seed)
-        proc, port = _start_server(base, args.server_arg)
+        server_args = ([] if args.no_batching else ["--enable-batching"]) + args.server_arg
+        proc, port = _start_server(base, server_args, tmp)
         try:
             small = _bodies(rows, 1, 500)
             large = _bodies(rows, args.large_batch, 8)
@@ -293,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run_phase(port, model, large, 4, 2)
             results = {
                 "model": model_desc,
+                "server_args": server_args,
                 "cpu_count": os.cpu_count(),
                 "load_average_1min": round(os.getloadavg()[0], 2),
                 "batch_1": _run_phase(
@@ -313,19 +327,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors = sum(r["errors"] for k, r in results.items() if k.startswith("batch_"))
     print(
         f"model: {results['model']}; loopback, {args.concurrency} concurrent clients, "
-        f"{results['cpu_count']} CPUs, load average {results['load_average_1min']}"
+        f"{results['cpu_count']} CPUs, load average {results['load_average_1min']}; "
+        f"server: python -m export.serve {' '.join(results['server_args'])}"
     )
     print(
         f"{'phase':<22}{'requests':>9}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-        f"{'req/s':>9}{'rows/s':>10}{'errors':>8}"
+        f"{'req/s':>9}{'rows/s':>10}{'server cpu ms/req':>19}{'errors':>8}"
     )
     for key, r in results.items():
         if not key.startswith("batch_"):
             continue
         rows_s = r.get("rows_per_s", r["requests_per_s"])
+        cpu = r["server_cpu_ms_per_request"]
         print(
             f"{key:<22}{r['requests']:>9}{r['concurrency']:>8}{r['p50_ms']:>9}{r['p99_ms']:>9}"
-            f"{r['max_ms']:>9}{r['requests_per_s']:>9}{rows_s:>10}{r['errors']:>8}"
+            f"{r['max_ms']:>9}{r['requests_per_s']:>9}{rows_s:>10}{str(cpu):>19}{r['errors']:>8}"
         )
     print(json.dumps(results))
     if args.output:

@@ -95,6 +95,7 @@ class ServableVersion:
         batching: bool. Merge concurrent predict requests into one model call (see
             :class:`_Batcher`). Defaults to False.
         max_batch_rows: int. Most rows in one merged call. Defaults to 512.
+        batch_threads: int. Threads running merged calls. Defaults to 2.
     """
 
     def __init__(
@@ -105,6 +106,7 @@ class ServableVersion:
         *,
         batching: bool = False,
         max_batch_rows: int = 512,
+        batch_threads: int = 2,
     ):
         import tensorflow as tf
 
@@ -125,7 +127,7 @@ class ServableVersion:
         if DEFAULT_SIGNATURE not in self.signatures:
             raise ValueError(f"{path} has no {DEFAULT_SIGNATURE!r} signature.")
         self.metadata = _signature_metadata(path)
-        self.batcher = _Batcher(self._run, max_batch_rows) if batching else None
+        self.batcher = _Batcher(self._run, max_batch_rows, batch_threads) if batching else None
 
     def close(self) -> None:
         """Stop the batching thread, if any."""
@@ -286,25 +288,32 @@ class _Task:
 
 class _Batcher:
     """Merges concurrent predict requests into one model call, like TF Serving's
-    ``--enable_batching``, but without a timeout: a worker thread takes every request
-    that queued while the previous call ran (up to ``max_rows`` rows a call), so an
-    idle server adds no delay and a busy one amortises the per-call cost.
+    ``--enable_batching``, but without a timeout: a free worker thread (``num_threads``
+    of them, as TF Serving's ``num_batch_threads``) takes every request that queued while
+    the others ran (up to ``max_rows`` rows a call), so an idle server adds no delay and
+    a busy one amortises the per-call cost.
 
     Requests merge when they use the same signature and their inputs have the same
     shapes past the batch dimension. When a merged call fails, its requests run one by
     one, so that each bad request gets its own error.
     """
 
-    def __init__(self, run: Any, max_rows: int):
+    def __init__(self, run: Any, max_rows: int, num_threads: int = 2):
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}.")
+        if num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}.")
         self._run = run
         self._max_rows = max_rows
         self._cond = threading.Condition()
         self._pending: list[_Task] = []
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="feseq-batcher", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"feseq-batcher-{i}", daemon=True)
+            for i in range(num_threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def run(self, signature: _Signature, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = {a.shape[0] if a.ndim else -1 for a in arrays.values()}
@@ -324,8 +333,9 @@ class _Batcher:
     def close(self) -> None:
         with self._cond:
             self._closed = True
-            self._cond.notify()
-        self._thread.join()
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()
 
     @staticmethod
     def _key(task: _Task) -> tuple:
@@ -595,6 +605,7 @@ class ModelServer:
         *,
         batching: bool = False,
         max_batch_rows: int = 512,
+        batch_threads: int = 2,
         **kwargs: Any,
     ) -> ModelServer:
         """Load the latest version under ``base_path`` as model ``name`` (default: the
@@ -602,7 +613,12 @@ class ModelServer:
         name = name or os.path.basename(os.path.normpath(base_path))
         version, path = latest_version(base_path)
         servable = ServableVersion(
-            name, version, path, batching=batching, max_batch_rows=max_batch_rows
+            name,
+            version,
+            path,
+            batching=batching,
+            max_batch_rows=max_batch_rows,
+            batch_threads=batch_threads,
         )
         return cls({name: servable}, **kwargs)
 
@@ -865,6 +881,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=512,
         help="most rows in one merged model call with --enable-batching (default: 512)",
     )
+    p.add_argument(
+        "--num-batch-threads",
+        type=int,
+        default=2,
+        help="threads running merged model calls with --enable-batching (default: 2)",
+    )
     p.add_argument("--verbose", action="store_true", help="log every request")
     return p
 
@@ -879,6 +901,7 @@ def main(argv: list[str] | None = None) -> int:
             max_batch_size=args.max_batch_size,
             batching=args.enable_batching,
             max_batch_rows=args.max_batch_rows,
+            batch_threads=args.num_batch_threads,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,0 +1,91 @@
+"""End-to-end tests of the training and evaluation entry points on tiny synthetic data."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def test_train_main_writes_metrics_model_and_self_contained_run_dir(tiny_trained_run):
+    run = tiny_trained_run.run_dir
+    for name in ("metrics.json", "model.keras", "config.json", "dataset_spec.json", "vocab"):
+        assert os.path.exists(os.path.join(run, name)), name
+    with open(os.path.join(run, "metrics.json")) as fh:
+        metrics = json.load(fh)
+    test = metrics["test"]
+    for key in ("auc", "gauc", "logloss", "oracle_auc", "captured_lift"):
+        assert math.isfinite(test[key]), key
+    assert 0.0 <= test["auc"] <= 1.0 and test["logloss"] > 0
+    assert test["oracle_auc"] > 0.6  # the generator's true probabilities rank clicks well
+    assert test["captured_lift"] == pytest.approx((test["auc"] - 0.5) / (test["oracle_auc"] - 0.5))
+    assert metrics["epochs_run"] == 1 and len(metrics["history"]) == 1
+    assert "val_auc" in metrics["history"][0]
+    with open(os.path.join(run, "dataset_spec.json")) as fh:
+        sizes = json.load(fh)["split_sizes"]
+    assert test["samples"] == sizes["test"] and metrics["valid"]["samples"] == sizes["valid"]
+
+
+def test_evaluate_cli_reproduces_the_test_metrics_of_training(tiny_trained_run, tmp_path):
+    from feseq_tf import evaluate
+
+    out = os.path.join(tmp_path, "eval.json")
+    result = evaluate.main(
+        ["--model", tiny_trained_run.run_dir, "--dataset", tiny_trained_run.dataset_dir,
+         "--output", out]
+    )
+    expected = tiny_trained_run.metrics["test"]
+    assert result["auc"] == pytest.approx(expected["auc"], abs=1e-6)
+    assert result["logloss"] == pytest.approx(expected["logloss"], abs=1e-6)
+    with open(out) as fh:
+        assert json.load(fh)["test"]["auc"] == pytest.approx(result["auc"])
+
+
+@pytest.mark.slow
+def test_same_seed_gives_same_metrics(tmp_path):
+    # Separate processes: op determinism is process-wide and must not leak into other tests.
+    from tests.conftest import TINY_MODEL_OVERRIDES, TINY_SYNTHETIC_ROWS
+
+    results = []
+    for name in ("a", "b"):
+        argv = [sys.executable, "-m", "feseq_tf.train", "--seed", "7", "--deterministic",
+                "--no-attention-summaries", "--synthetic-rows", str(TINY_SYNTHETIC_ROWS),
+                "--epochs", "2", "--batch-size", "256", "--data-dir", str(tmp_path / "data"),
+                "--output-dir", str(tmp_path / name)]
+        for item in TINY_MODEL_OVERRIDES:
+            argv += ["--set", item]
+        subprocess.run(argv, check=True, capture_output=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        with open(tmp_path / name / "metrics.json") as fh:
+            results.append(json.load(fh))
+    for key in ("auc", "gauc", "logloss"):
+        assert results[0]["test"][key] == results[1]["test"][key], key
+    assert results[0]["history"][-1]["loss"] == results[1]["history"][-1]["loss"]
+
+
+def test_unknown_dataset_directory_is_a_clear_error(tmp_path):
+    from feseq_tf import train
+
+    with pytest.raises(SystemExit, match="neither one of"):
+        train.main(["--dataset", str(tmp_path), "--output-dir", str(tmp_path / "run")])
+
+
+def test_eleme_without_files_says_where_to_get_them(tmp_path):
+    from feseq_tf import train
+
+    with pytest.raises(SystemExit, match="tianchi.aliyun.com/dataset/131047"):
+        train.main(["--dataset", "eleme", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "r")])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("model.pooling=sum", "pooling must be one of"), ("model.nope=1", "Unknown keys"),
+     ("pooling=mean", "SECTION.KEY=VALUE")],
+)
+def test_bad_config_overrides_are_rejected(tiny_trained_run, tmp_path, override, message):
+    from feseq_tf import train
+
+    with pytest.raises(SystemExit, match=message):
+        train.main(["--dataset", tiny_trained_run.dataset_dir, "--set", override,
+                    "--output-dir", str(tmp_path / "r")])
