@@ -53,26 +53,10 @@ def eleme_shaped_spec():
 def random_batch(spec, batch_size: int, seed: int = 0):
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    L = spec.max_len
-    hist_len = rng.integers(0, L + 1, batch_size)
-    real = np.arange(L)[None, :] >= (L - hist_len)[:, None]
-    x = {}
-    for f in spec.fields:
-        if f.is_categorical:
-            x[f.name] = rng.integers(1, f.vocab_size, batch_size).astype("int32")
-            if f.sequential:
-                x[f.hist_name] = np.where(real, rng.integers(1, f.vocab_size, (batch_size, L)), 0).astype("int32")
-        else:
-            x[f.name] = rng.random(batch_size).astype("float32")
-            if f.sequential:
-                x[f.hist_name] = np.where(real, rng.random((batch_size, L)), 0).astype("float32")
-    t = rng.integers(10_000, 20_000, batch_size)
-    x[spec.time_field] = t.astype("int64")
-    x[spec.time_hist_name] = np.where(real, t[:, None] - rng.integers(0, 5000, (batch_size, L)), 0).astype("int64")
-    x["hist_len"] = hist_len.astype("int32")
-    y = (rng.random(batch_size) < 0.04).astype("float32")
-    return x, y
+    from feseq_tf.testing import random_features
+
+    y = (np.random.default_rng(seed + 1).random(batch_size) < 0.04).astype("float32")
+    return random_features(spec, batch_size, seed), y
 
 
 def run_variant(precision: str, jit: bool, batch_size: int, steps: int, eval_batches: int) -> dict:

@@ -128,3 +128,32 @@ def run_layer_test(
     restored = [lay for lay in loaded.layers if isinstance(lay, layer_cls)]
     assert len(restored) == 1 and restored[0].get_config() == original[0].get_config()
     return layer
+
+
+def random_features(spec: Any, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A batch of random model inputs of a dataset spec's shape (benchmarks, tests).
+
+    History lengths are uniform over 0..L, histories left-padded, history times
+    increasing towards the target's time.
+    """
+    rng = np.random.default_rng(seed)
+    L = spec.max_len
+    hist_len = rng.integers(0, L + 1, batch_size)
+    real = np.arange(L)[None, :] >= (L - hist_len)[:, None]
+    x: dict[str, np.ndarray] = {}
+    for f in spec.fields:
+        if f.is_categorical:
+            x[f.name] = rng.integers(1, f.vocab_size, batch_size).astype("int32")
+            if f.sequential:
+                hist = rng.integers(1, f.vocab_size, (batch_size, L))
+                x[f.hist_name] = np.where(real, hist, 0).astype("int32")
+        else:
+            x[f.name] = rng.random(batch_size).astype("float32")
+            if f.sequential:
+                x[f.hist_name] = np.where(real, rng.random((batch_size, L)), 0).astype("float32")
+    times = rng.integers(10_000, 20_000, batch_size)
+    gaps = np.cumsum(rng.integers(1, 500, (batch_size, L))[:, ::-1], axis=1)[:, ::-1]
+    x[spec.time_field] = times.astype("int64")
+    x[spec.time_hist_name] = np.where(real, times[:, None] - gaps, 0).astype("int64")
+    x["hist_len"] = hist_len.astype("int32")
+    return x

@@ -4,7 +4,8 @@ With no ``--dataset`` it trains on the built-in synthetic dataset (generated on 
 use into ``--data-dir``), evaluates on the test split with exact AUC / gAUC / logloss
 and the captured share of the oracle's AUC lift, and writes into ``--output-dir``:
 ``metrics.json``, ``config.json`` (the resolved config), ``model.keras`` (best
-weights), ``dataset_spec.json`` and TensorBoard logs under ``logs/``.
+weights), ``dataset_spec.json``, ``vocab/``, TensorBoard logs under ``logs/`` (scalars
+and the attention heatmaps) and a versioned SavedModel for TF Serving under ``export/``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not write attention heatmaps for TensorBoard (logs/attention)")
     p.add_argument("--attention-every", type=int, default=1, metavar="N",
                    help="write the attention heatmaps every N epochs (default: 1)")
+    p.add_argument("--export-dir", help="where to write the SavedModel for TF Serving "
+                   "(default: OUTPUT_DIR/export; the model lands in <dir>/feseq/<version>)")
+    p.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     p.add_argument("--overwrite", action="store_true",
                    help="start from scratch even if --output-dir holds an interrupted run")
     return p
@@ -187,6 +191,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         keras.mixed_precision.set_global_policy("float32")
     shutil.rmtree(os.path.join(out, "backup"), ignore_errors=True)
+    export_path = None
+    if not args.no_export:
+        from export.savedmodel import export_run
+
+        export_path = export_run(out, args.export_dir or os.path.join(out, "export"), name="feseq")
+        print(f"exported the SavedModel for TF Serving to {export_path}", flush=True)
 
     metrics = {
         "dataset": dataset_name,
@@ -202,6 +212,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "jit_compile_effective": result["jit_compile_effective"],
         "parameters": int(model.count_params()),
         "seconds": round(time.time() - start, 1),
+        "export_path": export_path,
     }
     with open(os.path.join(out, "metrics.json"), "w") as fh:
         json.dump(metrics, fh, indent=2)

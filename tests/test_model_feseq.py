@@ -9,6 +9,7 @@ import pytest
 from feseq_tf.config import ModelConfig
 from feseq_tf.models.feseq import FESeq
 from feseq_tf.schema import DatasetSpec, FieldSpec
+from feseq_tf.testing import random_features
 
 L = 4
 
@@ -36,25 +37,15 @@ def tiny_config(**kw) -> ModelConfig:
 
 
 def tiny_batch(spec: DatasetSpec, batch: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    hist_len = rng.integers(0, L + 1, batch).astype("int32")
-    hist_len[0], hist_len[1] = 0, L
-    real = np.arange(L)[None, :] >= (L - hist_len)[:, None]
-    x: dict[str, np.ndarray] = {}
-    for f in spec.fields:
-        if f.is_categorical:
-            x[f.name] = rng.integers(1, f.vocab_size, batch).astype("int32")
-            if f.sequential:
-                x[f.hist_name] = np.where(real, rng.integers(1, f.vocab_size, (batch, L)), 0).astype("int32")
-        else:
-            x[f.name] = rng.random(batch).astype("float32")
-            if f.sequential:
-                x[f.hist_name] = np.where(real, rng.random((batch, L)), 0).astype("float32")
-    times = rng.integers(1000, 2000, batch).astype("int64")
-    gaps = np.cumsum(rng.integers(1, 50, (batch, L))[:, ::-1], axis=1)[:, ::-1]
-    x["times"] = times
-    x["times_list"] = np.where(real, times[:, None] - gaps, 0).astype("int64")
-    x["hist_len"] = hist_len
+    """Random inputs; row 0 has an empty history, row 1 a full one."""
+    x = random_features(spec, batch, seed)
+    x["hist_len"][:2] = [0, L]
+    real = np.arange(L)[None, :] >= (L - x["hist_len"])[:, None]
+    for f in spec.sequential_fields:  # real entries of row 1 were padding before
+        values = np.maximum(x[f.hist_name], 1) if f.is_categorical else x[f.hist_name] + 0.5
+        x[f.hist_name] = np.where(real, values, 0).astype(x[f.hist_name].dtype)
+    gaps = 10 * np.arange(L, 0, -1)[None, :]
+    x["times_list"] = np.where(real, x["times"][:, None] - gaps, 0).astype("int64")
     return x
 
 

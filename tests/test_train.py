@@ -13,6 +13,9 @@ def test_train_main_writes_metrics_model_and_self_contained_run_dir(tiny_trained
     run = tiny_trained_run.run_dir
     for name in ("metrics.json", "model.keras", "config.json", "dataset_spec.json", "vocab"):
         assert os.path.exists(os.path.join(run, name)), name
+    export_path = tiny_trained_run.metrics["export_path"]
+    assert export_path.startswith(os.path.join(run, "export", "feseq"))
+    assert os.path.exists(os.path.join(export_path, "saved_model.pb"))
     with open(os.path.join(run, "metrics.json")) as fh:
         metrics = json.load(fh)
     test = metrics["test"]
@@ -51,7 +54,7 @@ def test_same_seed_gives_same_metrics(tmp_path):
     results = []
     for name in ("a", "b"):
         argv = [sys.executable, "-m", "feseq_tf.train", "--seed", "7", "--deterministic",
-                "--no-attention-summaries", "--synthetic-rows", str(TINY_SYNTHETIC_ROWS),
+                "--no-attention-summaries", "--no-export", "--synthetic-rows", str(TINY_SYNTHETIC_ROWS),
                 "--epochs", "2", "--batch-size", "256", "--data-dir", str(tmp_path / "data"),
                 "--output-dir", str(tmp_path / name)]
         for item in TINY_MODEL_OVERRIDES:
