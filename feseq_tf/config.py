@@ -211,7 +211,7 @@ PRESETS: dict[str, ExperimentConfig] = {
     "synthetic": ExperimentConfig(
         dataset="synthetic",
         model=ModelConfig(pooling_hidden=64, mlp_units=[256, 128, 64]),
-        train=TrainConfig(learning_rate=1e-3, batch_size=1024, epochs=8, patience=2),
+        train=TrainConfig(learning_rate=1e-3, batch_size=1024, epochs=4, patience=1),
     ),
 }
 

@@ -1024,7 +1024,7 @@ def generate(
         of every logit term and the generation time.
 
     Example:
-        >>> info = generate("/tmp/raw", num_rows=1000, seed=1, history_shop=0.0)
+        >>> info = generate("raw", num_rows=1000, seed=1, history_shop=0.0)
     """
     effects = Effects.from_kwargs(**strengths)
     t0 = time.perf_counter()
