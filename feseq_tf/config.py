@@ -144,7 +144,7 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ExperimentConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:
         unknown = sorted(set(d) - {"dataset", "model", "train"})
         if unknown:
             raise ValueError(f"Unknown keys in experiment config: {unknown}.")
@@ -154,7 +154,7 @@ class ExperimentConfig:
             train=_from_dict(TrainConfig, d.get("train", {}), "train"),
         )
 
-    def override(self, d: dict[str, Any]) -> "ExperimentConfig":
+    def override(self, d: dict[str, Any]) -> ExperimentConfig:
         """A copy with the keys of ``d`` (same nesting as :meth:`to_dict`) replaced."""
         base = self.to_dict()
         for key, value in d.items():

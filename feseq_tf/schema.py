@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 ROLES = ("user", "context", "item")
 TYPES = ("categorical", "numeric")
@@ -199,7 +200,7 @@ class DatasetSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DatasetSpec":
+    def from_dict(cls, d: dict[str, Any]) -> DatasetSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -222,7 +223,7 @@ class DatasetSpec:
         return path
 
     @classmethod
-    def load(cls, path: str) -> "DatasetSpec":
+    def load(cls, path: str) -> DatasetSpec:
         """Load from a prepared dataset directory or a ``dataset_spec.json`` path."""
         if os.path.isdir(path):
             path = os.path.join(path, SPEC_FILE)

@@ -292,5 +292,5 @@ class FESeq(keras.Model):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "FESeq":
+    def from_config(cls, config: dict[str, Any]) -> FESeq:
         return cls(**config)
