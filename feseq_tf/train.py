@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw-dir", help="raw Ele.me/Bundle files, prepared on first use")
     p.add_argument("--synthetic-rows", type=int,
                    help="rows of the synthetic dataset (default: the generator's default)")
+    p.add_argument("--synthetic-seed", type=int,
+                   help="seed of the synthetic data generator (default: the generator's, "
+                        "independent of --seed)")
     p.add_argument("--no-attention-summaries", dest="attention_summaries", action="store_false",
                    help="do not write attention heatmaps for TensorBoard (logs/attention)")
     p.add_argument("--attention-every", type=int, default=1, metavar="N",
@@ -115,13 +118,23 @@ def prepare_dataset(args: argparse.Namespace) -> tuple[str, str]:
         return DatasetSpec.load(ds).name, ds
     out = os.path.join(args.data_dir, ds)
     if os.path.exists(os.path.join(out, SPEC_FILE)):
+        if ds == "synthetic":
+            made = DatasetSpec.load(out).extra.get("generator", {})
+            asked = {"num_rows": args.synthetic_rows, "seed": args.synthetic_seed}
+            differ = {k: v for k, v in asked.items() if v is not None and made.get(k) != v}
+            if differ:
+                raise SystemExit(
+                    f"{out} holds synthetic data with {made.get('num_rows')} rows and seed "
+                    f"{made.get('seed')}, not {differ}: pass another --data-dir or delete it."
+                )
         return ds, out
     if ds == "synthetic":
         from pipelines import synthetic
 
         rows = args.synthetic_rows or synthetic.DEFAULT_NUM_ROWS
         print(f"generating the synthetic dataset ({rows} rows) into {out}", flush=True)
-        synthetic.make_synthetic_dataset(out, num_rows=rows, seed=args.seed if args.seed is not None else 2024)
+        seed = args.synthetic_seed if args.synthetic_seed is not None else synthetic.DEFAULT_SEED
+        synthetic.make_synthetic_dataset(out, num_rows=rows, seed=seed)
         return ds, out
     if ds == "eleme":
         if not args.raw_dir:

@@ -92,3 +92,12 @@ def test_bad_config_overrides_are_rejected(tiny_trained_run, tmp_path, override,
     with pytest.raises(SystemExit, match=message):
         train.main(["--dataset", tiny_trained_run.dataset_dir, "--set", override,
                     "--output-dir", str(tmp_path / "r")])
+
+
+def test_existing_synthetic_data_of_another_size_is_not_silently_reused(tiny_trained_run, tmp_path):
+    from feseq_tf import train
+
+    data_dir = os.path.dirname(tiny_trained_run.dataset_dir)
+    with pytest.raises(SystemExit, match="pass another --data-dir"):
+        train.main(["--data-dir", data_dir, "--synthetic-rows", "12345",
+                    "--output-dir", str(tmp_path / "r")])
