@@ -205,16 +205,7 @@ class ServableVersion:
                     f"instance {i} must be an object with the named inputs {names}, got "
                     f"{_json_type(instance)}.",
                 )
-            missing = [n for n in names if n not in instance]
-            if missing:
-                raise RequestError(400, f"instance {i} lacks the input(s) {missing}.")
-            extra = sorted(set(instance) - set(names))
-            if extra:
-                raise RequestError(
-                    400,
-                    f"instance {i} has input(s) {extra} that signature {signature.name!r} does "
-                    f"not take; its inputs are {names}.",
-                )
+            _check_input_names(f"instance {i}", instance, names, signature.name)
             for n in names:
                 columns[n].append(instance[n])
         return {n: _to_array(n, columns[n], signature.inputs[n]) for n in names}
@@ -231,16 +222,7 @@ class ServableVersion:
                     f"{_json_type(inputs)}.",
                 )
             inputs = {names[0]: inputs}
-        missing = [n for n in names if n not in inputs]
-        if missing:
-            raise RequestError(400, f"'inputs' lacks the input(s) {missing}.")
-        extra = sorted(set(inputs) - set(names))
-        if extra:
-            raise RequestError(
-                400,
-                f"'inputs' has input(s) {extra} that signature {signature.name!r} does not "
-                f"take; its inputs are {names}.",
-            )
+        _check_input_names("'inputs'", inputs, names, signature.name)
         arrays = {n: _to_array(n, inputs[n], signature.inputs[n]) for n in names}
         batches = {n: (a.shape[0] if a.ndim else None) for n, a in arrays.items()}
         sizes = set(batches.values())
@@ -396,6 +378,20 @@ def _check_batch(size: int, max_batch: int) -> None:
         raise RequestError(
             400,
             f"The request has {size} rows, more than the limit of {max_batch} (--max-batch-size).",
+        )
+
+
+def _check_input_names(where: str, given: dict, names: list[str], signature: str) -> None:
+    """400 unless ``given`` holds exactly the signature's named inputs."""
+    missing = [n for n in names if n not in given]
+    if missing:
+        raise RequestError(400, f"{where} lacks the input(s) {missing}.")
+    extra = sorted(set(given) - set(names))
+    if extra:
+        raise RequestError(
+            400,
+            f"{where} has input(s) {extra} that signature {signature!r} does not take; "
+            f"its inputs are {names}.",
         )
 
 
