@@ -18,29 +18,24 @@ from feseq_tf.schema import DatasetSpec, read_vocab
 MAX_REQUEST_BYTES = 200_000
 
 
+def _example_rows(run_dir: str) -> tuple[DatasetSpec, list[dict]]:
+    """The run's spec and 12 raw example rows built from its vocabularies."""
+    spec = DatasetSpec.load(run_dir)
+    vocabs = {f.name: read_vocab(run_dir, f.name) for f in spec.fields if f.is_categorical}
+    return spec, savedmodel.example_rows(spec, vocabs, 12, seed=11)
+
+
 @pytest.fixture(scope="module")
 def rows(tiny_trained_run) -> list[dict]:
     """Raw rows with histories as '^'-joined strings."""
-    spec = DatasetSpec.load(tiny_trained_run.run_dir)
-    vocabs = {
-        f.name: read_vocab(tiny_trained_run.run_dir, f.name)
-        for f in spec.fields
-        if f.is_categorical
-    }
-    raw = savedmodel.example_rows(spec, vocabs, 12, seed=11)
+    spec, raw = _example_rows(tiny_trained_run.run_dir)
     return [savedmodel.to_request_row(spec, r) for r in raw]
 
 
 @pytest.fixture(scope="module")
 def list_rows(tiny_trained_run) -> list[dict]:
     """Raw rows with histories as lists of strings."""
-    spec = DatasetSpec.load(tiny_trained_run.run_dir)
-    vocabs = {
-        f.name: read_vocab(tiny_trained_run.run_dir, f.name)
-        for f in spec.fields
-        if f.is_categorical
-    }
-    raw = savedmodel.example_rows(spec, vocabs, 12, seed=11)
+    spec, raw = _example_rows(tiny_trained_run.run_dir)
     hist = savedmodel.history_input_names(spec)
     return [{k: ([str(x) for x in v] if k in hist else v) for k, v in r.items()} for r in raw]
 
