@@ -487,7 +487,10 @@ def write_saved_model(
         for f in spec.fields
         if f.is_categorical
     }
-    contract = serving_contract(spec, model_name=model_name, vocabularies=vocabularies)
+    contract = serving_contract(
+        spec, model_name=model_name, vocabularies=vocabularies,
+        attention=hasattr(model, "attention_model"),
+    )
     os.makedirs(os.path.join(path, os.path.dirname(CONTRACT_FILE)), exist_ok=True)
     with open(os.path.join(path, CONTRACT_FILE), "w") as fh:
         json.dump(contract, fh, indent=2)
@@ -499,8 +502,13 @@ def serving_contract(
     *,
     model_name: str = DEFAULT_MODEL_NAME,
     vocabularies: Mapping[str, Sequence[str]] | None = None,
+    attention: bool = True,
 ) -> dict[str, Any]:
-    """The request contract of an exported model as a JSON-ready dict."""
+    """The request contract of an exported model as a JSON-ready dict.
+
+    ``attention=False`` (a baseline model, no ``attention_model()``) leaves the
+    ``attention`` signature out of the listed signatures.
+    """
     inputs = []
     for name, tensor_spec in serving_input_signature(spec).items():
         if name in history_input_names(spec):
@@ -516,7 +524,7 @@ def serving_contract(
         "dataset": spec.name,
         "signatures": {
             SERVING_SIGNATURE: [PROBABILITY],
-            ATTENTION_SIGNATURE: [PROBABILITY, POOLING_ATTENTION],
+            **({ATTENTION_SIGNATURE: [PROBABILITY, POOLING_ATTENTION]} if attention else {}),
         },
         "inputs": inputs,
         "max_len": spec.max_len,
@@ -556,7 +564,7 @@ def load_run(run_dir: str) -> tuple[Any, DatasetSpec]:
     import keras
 
     import feseq_tf.layers  # noqa: F401  (registers the custom layers)
-    import feseq_tf.models.feseq  # noqa: F401
+    import feseq_tf.models  # noqa: F401  (registers FESeq and the baselines)
 
     spec = DatasetSpec.load(run_dir)
     model = keras.saving.load_model(model_path, compile=False)

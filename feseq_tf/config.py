@@ -11,6 +11,8 @@ POOLING_TYPES = ("attention", "mean", "target")
 ATTENTION_TYPES = ("bilinear", "dot", "din")
 TIME_COMBINE = ("concat", "add")
 MIXED_PRECISION = ("off", "bfloat16", "float16", "auto")
+#: Models of ``feseq_tf.models.registry`` (FESeq first, then the baselines).
+MODEL_NAMES = ("feseq", "deepfm", "autoint", "dcnv2", "din", "bst", "dmr")
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -134,24 +136,33 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class ExperimentConfig:
-    """A model config, a training config and the dataset they run on."""
+    """A model config, a training config and the dataset they run on.
+
+    ``model_name`` picks the architecture (one of ``MODEL_NAMES``: FESeq or a
+    baseline, which reads the shared fields of ``model``).
+    """
 
     dataset: str = "synthetic"
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    model_name: str = "feseq"
+
+    def __post_init__(self) -> None:
+        _check_choice("model_name", self.model_name, MODEL_NAMES)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:
-        unknown = sorted(set(d) - {"dataset", "model", "train"})
+        unknown = sorted(set(d) - {"dataset", "model", "train", "model_name"})
         if unknown:
             raise ValueError(f"Unknown keys in experiment config: {unknown}.")
         return cls(
             dataset=d.get("dataset", "synthetic"),
             model=_from_dict(ModelConfig, d.get("model", {}), "model"),
             train=_from_dict(TrainConfig, d.get("train", {}), "train"),
+            model_name=d.get("model_name", "feseq"),
         )
 
     def override(self, d: dict[str, Any]) -> ExperimentConfig:

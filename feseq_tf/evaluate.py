@@ -28,7 +28,7 @@ def load_model(path: str):
     import keras
 
     import feseq_tf.layers  # noqa: F401  (registers the custom layers)
-    import feseq_tf.models.feseq  # noqa: F401
+    import feseq_tf.models  # noqa: F401  (registers FESeq and the baselines)
 
     if os.path.isdir(path):
         path = os.path.join(path, "model.keras")

@@ -1,5 +1,9 @@
 """Train FESeq: ``python -m feseq_tf.train [--dataset synthetic|eleme|bundle|DIR] ...``.
 
+``--model NAME`` trains a baseline instead (deepfm, autoint, dcnv2, din, bst, dmr; see
+``feseq_tf.models.baselines``) with the same data, config and outputs; the attention
+heatmaps are FESeq's only, and a baseline's SavedModel has only ``serving_default``.
+
 With no ``--dataset`` it trains on the built-in synthetic dataset (generated on first
 use into ``--data-dir``), evaluates on the test split with exact AUC / gAUC / logloss
 and the captured share of the oracle's AUC lift, and writes into ``--output-dir``:
@@ -18,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from feseq_tf.config import ExperimentConfig, load_config_file, preset
+from feseq_tf.config import MODEL_NAMES, ExperimentConfig, load_config_file, preset
 from feseq_tf.schema import SPEC_FILE, DatasetSpec
 
 DEFAULT_DATA_DIR = "data"
@@ -45,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="synthetic",
                    help="synthetic (default), eleme, bundle, or a prepared dataset directory")
+    p.add_argument("--model", choices=MODEL_NAMES,
+                   help="model to train: feseq (default, unless --config names another) "
+                        "or a baseline")
     p.add_argument("--config", help="JSON/YAML file with 'model'/'train' overrides of the preset")
     p.add_argument("--preset", help="config preset (default: the dataset's own, else eleme)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -74,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention-every", type=int, default=1, metavar="N",
                    help="write the attention heatmaps every N epochs (default: 1)")
     p.add_argument("--export-dir", help="where to write the SavedModel for TF Serving "
-                   "(default: OUTPUT_DIR/export; the model lands in <dir>/feseq/<version>)")
+                   "(default: OUTPUT_DIR/export; the model lands in <dir>/<model>/<version>, "
+                   "<model> being feseq or the baseline's name)")
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     p.add_argument("--overwrite", action="store_true",
                    help="start from scratch even if --output-dir holds an interrupted run")
@@ -100,8 +108,11 @@ def resolve_config(args: argparse.Namespace, dataset_name: str) -> ExperimentCon
         "jit_compile": args.jit, "mixed_precision": args.mixed_precision, "seed": args.seed,
     }
     overrides["train"].update({k: v for k, v in flag_map.items() if v is not None})
+    top: dict[str, Any] = {"dataset": dataset_name}
+    if getattr(args, "model", None):
+        top["model_name"] = args.model
     try:
-        return cfg.override({**overrides, "dataset": dataset_name})
+        return cfg.override({**overrides, **top})
     except (TypeError, ValueError) as err:
         raise SystemExit(f"invalid configuration: {err}") from err
 
@@ -168,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import keras
 
     from feseq_tf import training
-    from feseq_tf.models.feseq import FESeq
+    from feseq_tf.models.registry import build_model
 
     training.set_seed(config.train.seed, deterministic=args.deterministic)
     policy = training.resolve_precision(config.train.mixed_precision)
@@ -187,10 +198,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     start = time.time()
     try:
-        model = FESeq(spec, config.model, name="feseq")
-        print(f"model parameters: {model.count_params():,}", flush=True)
+        model_name = config.model_name
+        model = build_model(model_name, spec, config.model, name=model_name)
+        print(f"model {model_name}: {model.count_params():,} parameters", flush=True)
         callbacks = []
-        if args.attention_summaries:
+        if args.attention_summaries and not hasattr(model, "attention_model"):
+            print(f"note: no attention summaries for {model_name} (FESeq only)", flush=True)
+        elif args.attention_summaries:
             from feseq_tf.callbacks import SUMMARY_SUBDIR, AttentionSummaries
 
             callbacks.append(AttentionSummaries.from_dataset(
@@ -208,10 +222,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.no_export:
         from export.savedmodel import export_run
 
-        export_path = export_run(out, args.export_dir or os.path.join(out, "export"), name="feseq")
+        export_path = export_run(out, args.export_dir or os.path.join(out, "export"), name=model_name)
         print(f"exported the SavedModel for TF Serving to {export_path}", flush=True)
 
     metrics = {
+        "model": model_name,
         "dataset": dataset_name,
         "dataset_dir": os.path.abspath(dataset_dir),
         "test": test,

@@ -81,3 +81,39 @@ def tiny_exported_model(
 
     export_dir = str(tmp_path_factory.mktemp("tiny_export"))
     return export_run(tiny_trained_run.run_dir, export_dir, name="feseq")
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineSuite:
+    """The six baselines trained by ``feseq_tf.benchmark --suite baselines --seeds 1``.
+
+    Attributes:
+        output_dir: str. The benchmark's ``--output-dir``; run ``<name>`` lives in
+            ``<output_dir>/baselines/<name>/seed1``.
+        argv: list of str. The benchmark arguments (rerun them to resume the suite).
+        dataset_dir: str. The tiny prepared dataset.
+    """
+
+    output_dir: str
+    argv: list
+    dataset_dir: str
+
+    def run_dir(self, name: str, seed: int = 1) -> str:
+        return os.path.join(self.output_dir, "baselines", name, f"seed{seed}")
+
+
+@pytest.fixture(scope="session")
+def tiny_baseline_suite(
+    tiny_trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory
+) -> BaselineSuite:
+    """Every baseline trained for one epoch (seed 1) on the tiny run's dataset, through
+    ``feseq_tf.benchmark`` (which calls ``feseq_tf.train.main --model NAME``)."""
+    from feseq_tf import benchmark
+
+    output_dir = str(tmp_path_factory.mktemp("tiny_baseline_suite"))
+    argv = ["--suite", "baselines", "--dataset", tiny_trained_run.dataset_dir, "--epochs", "1",
+            "--batch-size", "512", "--output-dir", output_dir]
+    for item in TINY_MODEL_OVERRIDES:
+        argv += ["--set", item]
+    benchmark.main(argv + ["--seeds", "1", "--models", "deepfm,autoint,dcnv2,din,bst,dmr"])
+    return BaselineSuite(output_dir, argv, tiny_trained_run.dataset_dir)

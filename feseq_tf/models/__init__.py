@@ -1,0 +1,19 @@
+"""FESeq and the baseline models; importing the package registers all of them for
+``.keras`` loading."""
+
+from feseq_tf.models.baselines import BST, DIN, DMR, AutoInt, DCNv2, DeepFM
+from feseq_tf.models.feseq import FESeq, build_inputs
+from feseq_tf.models.registry import MODELS, build_model
+
+__all__ = [
+    "AutoInt",
+    "BST",
+    "DCNv2",
+    "DeepFM",
+    "DIN",
+    "DMR",
+    "FESeq",
+    "MODELS",
+    "build_inputs",
+    "build_model",
+]

@@ -1,0 +1,359 @@
+"""Experiment suites: ``python -m feseq_tf.benchmark --dataset D --suite S --seeds N``.
+
+Runs every variant of a suite with seeds 1..N (``feseq_tf.train.main`` in this process,
+``--no-export --no-attention-summaries``), each into
+``<output-dir>/<suite>/<variant>/seed<k>``, and summarises them like the paper's tables:
+``<output-dir>/<suite>.md`` and ``<suite>.csv`` (test AUC, gAUC and logloss as mean ± std
+over the seeds, the captured share of the oracle's AUC lift when the dataset has an
+oracle, parameters, training samples/s) and ``<suite>.png`` (AUC bars, std error bars).
+
+Suites:
+
+* ``baselines``: FESeq, DeepFM, AutoInt, DCNv2, DIN, BST, DMR (``feseq_tf.models``).
+* ``ablations``: FESeq and its ablations as config overrides (paper Tables 4-10):
+  w/o Int, w/o Non-seq Feats, w/o Pos, w/o Time, w/o Causal, mean / target pooling,
+  dot / DIN attention, w/o Scale, w/o History.
+* ``depth``: the interacting-layer depths M (input) and N (target item) one at a time
+  around the default M = N = 2: M in {0, 1, 2, 3} with N = 2, then N in {0, 1, 3} with
+  M = 2 (7 variants instead of the 16 of the full grid).
+* ``embedding``: embedding_dim d in {8, 16, 32, 64} (paper Table 11).
+
+The dataset is prepared once. The run is resumable: a run whose ``metrics.json``
+exists is not trained again (it must have been run with the same configuration, or the
+command stops and says so); an interrupted run resumes from its last epoch. ``--models``
+restricts the suite to some variants (model names for ``baselines``, the variant names
+printed by ``--list`` otherwise); the tables cover the variants of the invocation.
+``--set`` overrides apply to every run, before the variant's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+from feseq_tf import train
+from feseq_tf.config import MODEL_NAMES, ExperimentConfig
+from feseq_tf.schema import DatasetSpec
+
+DEFAULT_OUTPUT_DIR = os.path.join("runs", "benchmark")
+METRICS = ("auc", "gauc", "logloss")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One row of a suite.
+
+    Attributes:
+        name: str. Directory name and ``--models`` key.
+        label: str. Row label of the tables, as in the paper.
+        model: str. Model name (``feseq`` or a baseline).
+        overrides: tuple of str. ``--set`` items of ``feseq_tf.train``.
+    """
+
+    name: str
+    label: str
+    model: str = "feseq"
+    overrides: tuple[str, ...] = ()
+
+
+_LABELS = {
+    "feseq": "FESeq",
+    "deepfm": "DeepFM",
+    "autoint": "AutoInt",
+    "dcnv2": "DCNv2",
+    "din": "DIN",
+    "bst": "BST",
+    "dmr": "DMR",
+}
+
+
+def _depth(m: int, n: int) -> Variant:
+    return Variant(
+        f"M{m}_N{n}",
+        f"M={m}, N={n}",
+        overrides=(f"model.input_interaction_layers={m}", f"model.target_interaction_layers={n}"),
+    )
+
+
+SUITES: dict[str, tuple[Variant, ...]] = {
+    "baselines": tuple(Variant(m, _LABELS[m], model=m) for m in MODEL_NAMES),
+    "ablations": (
+        Variant("full", "FESeq"),
+        Variant("no_int", "w/o Int", overrides=("model.input_interaction_layers=0",)),
+        Variant("no_nonseq", "w/o Non-seq Feats", overrides=("model.nonseq_in_interaction=false",)),
+        Variant("no_pos", "w/o Pos", overrides=("model.use_position=false",)),
+        Variant("no_time", "w/o Time", overrides=("model.use_time=false",)),
+        Variant("no_causal", "w/o Causal", overrides=("model.causal=false",)),
+        Variant("mean_pooling", "Mean pooling", overrides=("model.pooling=mean",)),
+        Variant("target_pooling", "Target pooling", overrides=("model.pooling=target",)),
+        Variant("dot_attention", "Dot attention", overrides=("model.attention=dot",)),
+        Variant("din_attention", "DIN attention", overrides=("model.attention=din",)),
+        Variant("no_scale", "w/o Scale", overrides=("model.attention_scale=false",)),
+        Variant("no_history", "w/o History", overrides=("model.use_history=false",)),
+    ),
+    "depth": tuple(_depth(m, 2) for m in range(4)) + tuple(_depth(2, n) for n in (0, 1, 3)),
+    "embedding": tuple(
+        Variant(f"d{d}", f"d={d}", overrides=(f"model.embedding_dim={d}",)) for d in (8, 16, 32, 64)
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m feseq_tf.benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--suite", required=True, choices=sorted(SUITES))
+    p.add_argument(
+        "--dataset",
+        default="synthetic",
+        help="synthetic (default), eleme, bundle, or a prepared dataset directory",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds 1..N per variant (default: 3)")
+    p.add_argument("--models", help="comma-separated variants to run (default: the whole suite)")
+    p.add_argument("--list", action="store_true", help="print the suite's variants and exit")
+    p.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR)
+    p.add_argument("--data-dir", default=train.DEFAULT_DATA_DIR)
+    p.add_argument("--raw-dir", help="raw Ele.me/Bundle files, prepared on first use")
+    p.add_argument("--synthetic-rows", type=int)
+    p.add_argument("--synthetic-seed", type=int)
+    p.add_argument("--preset", help="config preset of every run (default: the dataset's own)")
+    p.add_argument("--config", help="JSON/YAML overrides of the preset for every run")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override of every run (repeatable), e.g. --set model.mlp_units=[64]",
+    )
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--mixed-precision", choices=("off", "bfloat16", "float16", "auto"))
+    return p
+
+
+def select_variants(suite: str, models: str | None) -> list[Variant]:
+    variants = list(SUITES[suite])
+    if not models:
+        return variants
+    wanted = [m.strip() for m in models.split(",") if m.strip()]
+    known = [v.name for v in variants]
+    unknown = [m for m in wanted if m not in known]
+    if unknown:
+        raise SystemExit(f"--models: {unknown} not in suite {suite!r}; known: {known}")
+    return [v for v in variants if v.name in wanted]
+
+
+def run_argv(
+    args: argparse.Namespace, variant: Variant, seed: int, dataset_dir: str, run_dir: str
+) -> list[str]:
+    """The ``feseq_tf.train`` arguments of one run."""
+    argv = [
+        "--dataset",
+        dataset_dir,
+        "--model",
+        variant.model,
+        "--seed",
+        str(seed),
+        "--output-dir",
+        run_dir,
+        "--no-export",
+        "--no-attention-summaries",
+    ]
+    for flag, value in (
+        ("--preset", args.preset),
+        ("--config", args.config),
+        ("--epochs", args.epochs),
+        ("--batch-size", args.batch_size),
+        ("--mixed-precision", args.mixed_precision),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    for item in list(args.set) + list(variant.overrides):
+        argv += ["--set", item]
+    return argv
+
+
+def _saved_config(run_dir: str) -> dict[str, Any] | None:
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        return ExperimentConfig.from_dict(json.load(fh)).to_dict()
+
+
+def run_one(argv: list[str], run_dir: str, dataset_name: str) -> tuple[dict[str, Any], bool]:
+    """Train one run unless its ``metrics.json`` exists; returns (metrics, trained)."""
+    expected = train.resolve_config(train.build_parser().parse_args(argv), dataset_name).to_dict()
+    saved = _saved_config(run_dir)
+    metrics_path = os.path.join(run_dir, "metrics.json")
+    if os.path.exists(metrics_path):
+        if saved is not None and saved != expected:
+            raise SystemExit(
+                f"{run_dir} holds a finished run with another configuration than this "
+                "command's; pass another --output-dir or delete that run."
+            )
+        with open(metrics_path) as fh:
+            return json.load(fh), False
+    if saved is not None and saved != expected:
+        print(
+            f"  {run_dir} holds an interrupted run with another configuration: starting it afresh",
+            flush=True,
+        )
+        argv = argv + ["--overwrite"]
+    import keras
+
+    keras.backend.clear_session()  # free the previous run's graphs; reset layer names
+    return train.main(argv), True
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return float("nan"), float("nan")
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var)
+
+
+def summarise(variant: Variant, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One table row: mean and std over the seeds of the test metrics."""
+    row: dict[str, Any] = {
+        "variant": variant.name,
+        "label": variant.label,
+        "model": variant.model,
+        "seeds": len(runs),
+    }
+    keys = list(METRICS)
+    if all("captured_lift" in r["test"] for r in runs):
+        keys.append("captured_lift")
+    for key in keys:
+        row[f"{key}_mean"], row[f"{key}_std"] = _stats([r["test"].get(key) for r in runs])
+    row["parameters"] = int(runs[0]["parameters"])
+    row["train_samples_per_s"] = _stats([r.get("train_samples_per_s") for r in runs])[0]
+    return row
+
+
+def write_csv(rows: list[dict[str, Any]], path: str) -> None:
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _pm(row: dict[str, Any], key: str, best: float | None) -> str:
+    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
+    if mean is None:
+        return "-"
+    text = f"{mean:.4f} ± {std:.4f}"
+    return f"**{text}**" if best is not None and mean == best else text
+
+
+def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
+    """The paper's layout; the best mean AUC, gAUC (highest) and logloss (lowest) in bold."""
+    lift = any("captured_lift_mean" in r for r in rows)
+    best = {}
+    for key, pick in (("auc", max), ("gauc", max), ("logloss", min)):
+        means = [r[f"{key}_mean"] for r in rows if math.isfinite(r[f"{key}_mean"])]
+        best[key] = pick(means) if len(rows) > 1 and means else None
+    header = ["Model", "AUC", "gAUC", "Logloss"] + (["Captured lift"] if lift else [])
+    header += ["Params", "Train samples/s"]
+    lines = [
+        f"# {title}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    for r in rows:
+        cells = [r["label"]] + [_pm(r, k, best[k]) for k in METRICS]
+        if lift:
+            cells.append(_pm(r, "captured_lift", None))
+        speed = r["train_samples_per_s"]
+        cells += [f"{r['parameters']:,}", f"{speed:,.0f}" if math.isfinite(speed) else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_auc(rows: list[dict[str, Any]], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [r["label"] for r in rows]
+    means = [r["auc_mean"] for r in rows]
+    stds = [r["auc_std"] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(rows) + 1.5), 3.6))
+    ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color="#4c72b0")
+    ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right")
+    finite = [(m - s, m + s) for m, s in zip(means, stds, strict=True) if math.isfinite(m)]
+    if finite:
+        low, high = min(lo for lo, _ in finite), max(hi for _, hi in finite)
+        pad = max(0.1 * (high - low), 0.002)
+        ax.set_ylim(low - pad, high + pad)
+    ax.set_ylabel("test AUC (mean ± std)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Run (or resume) a suite and write its tables; returns the table rows."""
+    args = build_parser().parse_args(argv)
+    variants = select_variants(args.suite, args.models)
+    if args.list:
+        for v in variants:
+            print(f"{v.name:16s} {v.label:20s} {v.model} {' '.join(v.overrides)}")
+        return []
+    if args.seeds < 1:
+        raise SystemExit(f"--seeds must be >= 1, got {args.seeds}.")
+    dataset_name, dataset_dir = train.prepare_dataset(args)
+    # The runs get the prepared directory; train names the dataset after its spec.
+    run_dataset_name = DatasetSpec.load(dataset_dir).name
+    suite_dir = os.path.join(args.output_dir, args.suite)
+    total = len(variants) * args.seeds
+    rows, step = [], 0
+    for variant in variants:
+        runs = []
+        for seed in range(1, args.seeds + 1):
+            step += 1
+            run_dir = os.path.join(suite_dir, variant.name, f"seed{seed}")
+            print(f"[{step}/{total}] {variant.name} seed {seed} ...", flush=True)
+            start = time.time()
+            metrics, trained = run_one(
+                run_argv(args, variant, seed, dataset_dir, run_dir), run_dir, run_dataset_name
+            )
+            done = f"done in {time.time() - start:.0f}s" if trained else "already done, skipped"
+            print(
+                f"[{step}/{total}] {variant.name} seed {seed}: {done}; test AUC "
+                f"{metrics['test']['auc']:.5f}",
+                flush=True,
+            )
+            runs.append(metrics)
+        rows.append(summarise(variant, runs))
+
+    base = os.path.join(args.output_dir, args.suite)
+    title = f"{args.suite} on {dataset_name} ({args.seeds} seed{'s' if args.seeds > 1 else ''})"
+    write_csv(rows, base + ".csv")
+    with open(base + ".md", "w") as fh:
+        fh.write(markdown_table(rows, title))
+    plot_auc(rows, base + ".png", title)
+    print(markdown_table(rows, title), flush=True)
+    print(f"wrote {base}.md, {base}.csv, {base}.png", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,454 @@
+"""Baseline CTR models on FESeq's inputs: DeepFM, AutoInt, DCNv2, DIN, BST and DMR.
+
+Every baseline is a functional ``keras.Model`` on :func:`feseq_tf.models.feseq.build_inputs`
+(so the same input pipeline, evaluation and serving export work for it), with FESeq's
+embeddings (one :class:`FieldEmbedding` / :class:`NumericEmbedding` table per field,
+shared by the target value and the history, ``embedding_dim``, ``embedding_l2``,
+``embedding_stddev``) and FESeq's output MLP (Dense -> LeakyReLU -> Dropout per entry of
+``mlp_units``, then a float32 sigmoid ``"probability"`` head). They compute in the
+global dtype policy (e.g. ``mixed_bfloat16``) and output float32.
+
+Feature-interaction baselines see one row of fields, the target position: the
+non-sequential fields and the target values of the sequential fields (no history).
+Sequential baselines attend over the history of the item fields
+(``spec.target_item_fields``); the other fields (user, context) enter the MLP as
+their target-position embeddings. Padded history positions are masked everywhere.
+
+Which ``ModelConfig`` fields each reads (all read ``embedding_dim``, ``embedding_l2``,
+``embedding_stddev``, ``mlp_units`` and ``dropout``; the others are ignored):
+
+==========  ===========================================================================
+deepfm      nothing else. Output: the head sees [MLP(flat e), FM term, first-order term],
+            so DeepFM's y_FM + y_DNN with learned weights on the two FM terms.
+autoint     ``input_interaction_layers`` AutoInt layers with ``interaction_heads`` heads
+            over the fields, flattened -> MLP (AutoInt+).
+dcnv2       ``input_interaction_layers`` full-rank ``keras_rs.layers.FeatureCross``
+            layers on the flattened embeddings; ``structure`` "stacked" (cross -> MLP,
+            the default) or "parallel" (concat(cross, MLP)) -> head.
+din         DIN activation unit (:class:`DINAttention`, Dice, no softmax) with hidden
+            units (``pooling_hidden``, ``pooling_hidden // 2``).
+bst         ``transformer_layers`` Transformer layers (:class:`TimeAwareTransformer`,
+            non-causal, with LayerNorm as in BST) over [history..., target] item
+            embeddings with a positional embedding (``use_position``) and BST's
+            time-gap feature (``use_time``), ``transformer_heads`` heads (the largest
+            divisor of the width not above it); real positions flattened -> MLP.
+dmr         User-to-Item and Item-to-Item networks with :class:`PositionalAttention`
+            of ``pooling_hidden`` units.
+==========  ===========================================================================
+
+DMR's auxiliary loss (sampled-softmax next-item prediction that trains the
+User-to-Item network) is omitted: the relevance score is learned from the click loss
+alone, as in the DMR paper's "w/o auxiliary loss" ablation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import keras
+import keras_rs
+from keras import ops
+
+from feseq_tf.config import ModelConfig
+from feseq_tf.layers import AutoIntLayer, FieldEmbedding, NumericEmbedding, TimeAwareTransformer
+from feseq_tf.models.baseline_layers import DINAttention, FactorizationMachine, PositionalAttention
+from feseq_tf.models.feseq import SequenceFeatures, _as_config, _as_spec, build_inputs
+from feseq_tf.schema import HIST_LEN, DatasetSpec, FieldSpec
+
+DCN_STRUCTURES = ("stacked", "parallel")
+
+
+# ---- shared parts ----------------------------------------------------------------------------
+def embedding_tables(
+    fields: tuple[FieldSpec, ...],
+    config: ModelConfig,
+    prefix: str = "embedding",
+    dim: int | None = None,
+) -> dict[str, keras.layers.Layer]:
+    """One table per field, named ``<prefix>_<field>``, as FESeq builds them."""
+    init = keras.initializers.RandomNormal(stddev=config.embedding_stddev)
+    dim = dim or config.embedding_dim
+    tables: dict[str, keras.layers.Layer] = {}
+    for f in fields:
+        if f.is_categorical:
+            tables[f.name] = FieldEmbedding(
+                f.vocab_size,
+                dim,
+                l2=config.embedding_l2,
+                embeddings_initializer=init,
+                name=f"{prefix}_{f.name}",
+            )
+        else:
+            tables[f.name] = NumericEmbedding(
+                dim, embeddings_initializer=init, l2=config.embedding_l2, name=f"{prefix}_{f.name}"
+            )
+    return tables
+
+
+def output_mlp(config: ModelConfig) -> list[keras.layers.Layer]:
+    """FESeq's output MLP and head: (Dense, LeakyReLU, Dropout) per unit, sigmoid head."""
+    layers: list[keras.layers.Layer] = []
+    for i, units in enumerate(config.mlp_units):
+        layers.append(keras.layers.Dense(units, name=f"mlp_dense_{i}"))
+        layers.append(keras.layers.LeakyReLU(name=f"mlp_act_{i}"))
+        layers.append(keras.layers.Dropout(config.dropout, name=f"mlp_dropout_{i}"))
+    layers.append(keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="probability"))
+    return layers
+
+
+def _apply(layers: list[keras.layers.Layer], x: Any) -> Any:
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def _concat(tensors: list[Any]) -> Any:
+    return tensors[0] if len(tensors) == 1 else ops.concatenate(tensors, axis=-1)
+
+
+def _largest_divisor(width: int, at_most: int) -> int:
+    return max(h for h in range(1, min(width, at_most) + 1) if width % h == 0)
+
+
+class BaselineModel(keras.Model):
+    """Common constructor contract and config of the baselines: ``(spec, config)``."""
+
+    def _finish(self, spec: DatasetSpec, config: ModelConfig) -> None:
+        self.spec = spec
+        self.config = config
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "spec": self.spec.to_dict(),
+            "config": dataclasses.asdict(self.config),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> BaselineModel:
+        return cls(**config)
+
+
+# ---- feature interaction (target position only) -------------------------------------------
+def _target_fields(spec: DatasetSpec) -> tuple[FieldSpec, ...]:
+    return spec.non_sequential_fields + spec.sequential_fields
+
+
+@keras.saving.register_keras_serializable(package="feseq_tf")
+class DeepFM(BaselineModel):
+    """DeepFM: first-order + FM second-order + MLP over the target-position fields.
+
+    Args:
+        spec: DatasetSpec or its dict.
+        config: ModelConfig or its dict (see the module docstring for the fields used).
+
+    Returns (call):
+        Click probability, float32 [B, 1].
+
+    References:
+        Guo et al., DeepFM: A Factorization-Machine based Neural Network for CTR
+        Prediction, IJCAI 2017.
+    """
+
+    def __init__(
+        self, spec: DatasetSpec | dict, config: ModelConfig | dict | None = None, **kwargs
+    ):
+        spec, config = _as_spec(spec), _as_config(config)
+        fields = _target_fields(spec)
+        # ---- layers
+        tables = embedding_tables(fields, config)
+        first_order = embedding_tables(fields, config, prefix="first_order", dim=1)
+        fm = FactorizationMachine(name="fm")
+        mlp = output_mlp(config)
+        # ---- functional model
+        inputs = build_inputs(spec)
+        emb = ops.stack([tables[f.name](inputs[f.name]) for f in fields], axis=1)  # [B, F, d]
+        linear = ops.sum(
+            ops.concatenate([first_order[f.name](inputs[f.name]) for f in fields], axis=-1),
+            axis=-1,
+            keepdims=True,
+        )  # [B, 1]
+        deep = _apply(mlp[:-1], ops.reshape(emb, (-1, len(fields) * config.embedding_dim)))
+        probability = mlp[-1](ops.concatenate([deep, fm(emb), linear], axis=-1))
+        super().__init__(inputs=inputs, outputs=probability, **kwargs)
+        # ---- config
+        self._finish(spec, config)
+
+
+@keras.saving.register_keras_serializable(package="feseq_tf")
+class AutoInt(BaselineModel):
+    """AutoInt+: AutoInt layers over the target-position fields, flattened, then the MLP.
+
+    Args:
+        spec: DatasetSpec or its dict.
+        config: ModelConfig or its dict (``input_interaction_layers`` layers with
+            ``interaction_heads`` heads).
+
+    References:
+        Song et al., AutoInt: Automatic Feature Interaction Learning via
+        Self-Attentive Neural Networks, CIKM 2019.
+    """
+
+    def __init__(
+        self, spec: DatasetSpec | dict, config: ModelConfig | dict | None = None, **kwargs
+    ):
+        spec, config = _as_spec(spec), _as_config(config)
+        fields = _target_fields(spec)
+        # ---- layers
+        tables = embedding_tables(fields, config)
+        interaction = [
+            AutoIntLayer(
+                num_heads=config.interaction_heads, dropout=config.dropout, name=f"interaction_{i}"
+            )
+            for i in range(config.input_interaction_layers)
+        ]
+        mlp = output_mlp(config)
+        # ---- functional model
+        inputs = build_inputs(spec)
+        x = ops.stack([tables[f.name](inputs[f.name]) for f in fields], axis=1)  # [B, F, d]
+        x = _apply(interaction, x)
+        probability = _apply(mlp, ops.reshape(x, (-1, x.shape[1] * x.shape[2])))
+        super().__init__(inputs=inputs, outputs=probability, **kwargs)
+        # ---- config
+        self._finish(spec, config)
+
+
+@keras.saving.register_keras_serializable(package="feseq_tf")
+class DCNv2(BaselineModel):
+    """DCN-V2: ``keras_rs`` cross layers on the flattened target-position embeddings.
+
+        x_{l+1} = x_0 * (W_l x_l + b_l) + x_l     (full-rank W_l, DCN-V2 eq. 1)
+
+    Args:
+        spec: DatasetSpec or its dict.
+        config: ModelConfig or its dict (``input_interaction_layers`` cross layers).
+        structure: str. ``"stacked"`` (cross network, then the MLP) or ``"parallel"``
+            (cross network and MLP side by side, concatenated). Defaults to "stacked".
+
+    References:
+        Wang et al., DCN V2: Improved Deep & Cross Network, WWW 2021.
+    """
+
+    def __init__(
+        self,
+        spec: DatasetSpec | dict,
+        config: ModelConfig | dict | None = None,
+        structure: str = "stacked",
+        **kwargs,
+    ):
+        if structure not in DCN_STRUCTURES:
+            raise ValueError(f"structure must be one of {DCN_STRUCTURES}, got {structure!r}.")
+        spec, config = _as_spec(spec), _as_config(config)
+        fields = _target_fields(spec)
+        # ---- layers
+        tables = embedding_tables(fields, config)
+        cross = [
+            keras_rs.layers.FeatureCross(name=f"cross_{i}")
+            for i in range(config.input_interaction_layers)
+        ]
+        mlp = output_mlp(config)
+        # ---- functional model
+        inputs = build_inputs(spec)
+        x0 = ops.concatenate([tables[f.name](inputs[f.name]) for f in fields], axis=-1)  # [B, F*d]
+        x = x0
+        for layer in cross:
+            x = layer(x0, x)
+        if structure == "stacked":
+            probability = _apply(mlp, x)
+        else:
+            probability = mlp[-1](ops.concatenate([x, _apply(mlp[:-1], x0)], axis=-1))
+        super().__init__(inputs=inputs, outputs=probability, **kwargs)
+        # ---- config
+        self._finish(spec, config)
+        self.structure = structure
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "structure": self.structure}
+
+
+# ---- sequential ---------------------------------------------------------------------------
+class _SequentialParts:
+    """Embeddings of a sequential baseline: item history, target item, other fields."""
+
+    def __init__(self, spec: DatasetSpec, config: ModelConfig):
+        self.spec = spec
+        self.item_fields = spec.target_item_fields
+        self.other_fields = tuple(f for f in spec.fields if f not in self.item_fields)
+        self.tables = embedding_tables(spec.fields, config)
+        self.sequence_features = SequenceFeatures(
+            spec.max_len, spec.time_unit, name="sequence_features"
+        )
+        self.item_dim = len(self.item_fields) * config.embedding_dim
+
+    def __call__(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Returns ``history`` [B, L, D_item], ``target`` [B, D_item], ``others``
+        (list of [B, d]), ``mask`` [B, L+1] (True = real, target last) and
+        ``time_intervals`` [B, L+1]."""
+        t = self.tables
+        spec = self.spec
+        seq = self.sequence_features(
+            inputs[spec.time_field], inputs[spec.time_hist_name], inputs[HIST_LEN]
+        )
+        return {
+            "history": _concat([t[f.name](inputs[f.hist_name]) for f in self.item_fields]),
+            "target": _concat([t[f.name](inputs[f.name]) for f in self.item_fields]),
+            "others": [t[f.name](inputs[f.name]) for f in self.other_fields],
+            "mask": seq["padding_mask"],
+            "time_intervals": seq["time_intervals"],
+        }
+
+
+@keras.saving.register_keras_serializable(package="feseq_tf")
+class DIN(BaselineModel):
+    """Deep Interest Network: target attention over the item history, then the MLP.
+
+    MLP input: [pooled interest, target item, other fields' embeddings].
+
+    Args:
+        spec: DatasetSpec or its dict.
+        config: ModelConfig or its dict (``pooling_hidden`` sizes the activation unit).
+
+    References:
+        Zhou et al., Deep Interest Network for Click-Through Rate Prediction, KDD 2018.
+    """
+
+    def __init__(
+        self, spec: DatasetSpec | dict, config: ModelConfig | dict | None = None, **kwargs
+    ):
+        spec, config = _as_spec(spec), _as_config(config)
+        # ---- layers
+        parts = _SequentialParts(spec, config)
+        h = config.pooling_hidden
+        attention = DINAttention(hidden_units=(h, max(h // 2, 1)), name="din_attention")
+        mlp = output_mlp(config)
+        # ---- functional model
+        inputs = build_inputs(spec)
+        x = parts(inputs)
+        pooled = attention(x["target"], x["history"], padding_mask=x["mask"][:, :-1])
+        probability = _apply(mlp, _concat([pooled, x["target"]] + x["others"]))
+        super().__init__(inputs=inputs, outputs=probability, **kwargs)
+        # ---- config
+        self._finish(spec, config)
+
+
+@keras.saving.register_keras_serializable(package="feseq_tf")
+class BST(BaselineModel):
+    """Behavior Sequence Transformer over [history..., target] item embeddings.
+
+    The Transformer's outputs at the real positions (padded ones zeroed) are
+    flattened and concatenated with the other fields' embeddings for the MLP.
+
+    Args:
+        spec: DatasetSpec or its dict.
+        config: ModelConfig or its dict (``transformer_layers``, ``transformer_heads``,
+            ``use_position``, ``use_time``).
+
+    References:
+        Chen et al., Behavior Sequence Transformer for E-commerce Recommendation in
+        Alibaba, DLP-KDD 2019.
+    """
+
+    def __init__(
+        self, spec: DatasetSpec | dict, config: ModelConfig | dict | None = None, **kwargs
+    ):
+        spec, config = _as_spec(spec), _as_config(config)
+        d, T = config.embedding_dim, spec.max_len + 1
+        # ---- layers
+        parts = _SequentialParts(spec, config)
+        width = parts.item_dim + d * (int(config.use_position) + int(config.use_time))
+        transformer = TimeAwareTransformer(
+            num_heads=_largest_divisor(width, config.transformer_heads),
+            max_positions=T,
+            time_clip=spec.time_clip,
+            time_embedding_dim=d,
+            combine="concat",
+            use_position=config.use_position,
+            use_time=config.use_time,
+            causal=False,
+            num_layers=config.transformer_layers,
+            dropout=config.dropout,
+            layer_norm=True,
+            name="transformer",
+        )
+        mlp = output_mlp(config)
+        # ---- functional model
+        inputs = build_inputs(spec)
+        x = parts(inputs)
+        sequence = ops.concatenate([x["history"], ops.expand_dims(x["target"], 1)], axis=1)
+        refined = transformer(sequence, time_intervals=x["time_intervals"], padding_mask=x["mask"])
+        refined = refined * ops.expand_dims(ops.cast(x["mask"], refined.dtype), -1)
+        flat = ops.reshape(refined, (-1, T * width))
+        probability = _apply(mlp, _concat([flat] + x["others"]))
+        super().__init__(inputs=inputs, outputs=probability, **kwargs)
+        # ---- config
+        self._finish(spec, config)
+
+
+@keras.saving.register_keras_serializable(package="feseq_tf")
+class DMR(BaselineModel):
+    """Deep Match to Rank: User-to-Item and Item-to-Item relevance plus the MLP.
+
+    * User-to-Item: positional attention over the history (positions as the query)
+      pools a user vector ``u = LeakyReLU(W sum_t alpha_t e_t)``; its relevance to the
+      target is ``<u, v'>`` with ``v'`` the target item in a separate output
+      embedding table.
+    * Item-to-Item: target attention (query: the target item) pools ``u_hat``; the
+      relevance is the sum of the attention logits over the real positions.
+
+    MLP input: [u, u_hat, target item, other fields, r_u2i, r_i2i]. The auxiliary
+    loss of the paper is omitted (see the module docstring).
+
+    Args:
+        spec: DatasetSpec or its dict.
+        config: ModelConfig or its dict (``pooling_hidden`` attention units).
+
+    References:
+        Lyu et al., Deep Match to Rank Model for Personalized Click-Through Rate
+        Prediction, AAAI 2020.
+    """
+
+    def __init__(
+        self, spec: DatasetSpec | dict, config: ModelConfig | dict | None = None, **kwargs
+    ):
+        spec, config = _as_spec(spec), _as_config(config)
+        d, L = config.embedding_dim, spec.max_len
+        # ---- layers
+        parts = _SequentialParts(spec, config)
+        output_tables = embedding_tables(parts.item_fields, config, prefix="output_embedding")
+        user_attention = PositionalAttention(
+            config.pooling_hidden, L, d, name="user_to_item_attention"
+        )
+        user_vector = keras.layers.Dense(parts.item_dim, name="user_vector")
+        user_act = keras.layers.LeakyReLU(name="user_vector_act")
+        item_attention = PositionalAttention(
+            config.pooling_hidden, L, d, name="item_to_item_attention"
+        )
+        mlp = output_mlp(config)
+        # ---- functional model
+        inputs = build_inputs(spec)
+        x = parts(inputs)
+        mask = x["mask"][:, :-1]
+        user = user_act(user_vector(user_attention(x["history"], padding_mask=mask)))
+        target_out = _concat([output_tables[f.name](inputs[f.name]) for f in parts.item_fields])
+        r_u2i = ops.sum(user * target_out, axis=-1, keepdims=True)
+        pooled, logits = item_attention(
+            x["history"], padding_mask=mask, query=x["target"], return_logits=True
+        )
+        r_i2i = ops.sum(logits, axis=-1, keepdims=True)
+        features = [user, pooled, x["target"]] + x["others"] + [r_u2i, r_i2i]
+        probability = _apply(mlp, _concat(features))
+        super().__init__(inputs=inputs, outputs=probability, **kwargs)
+        # ---- config
+        self._finish(spec, config)
+
+
+BASELINES: dict[str, type[BaselineModel]] = {
+    "deepfm": DeepFM,
+    "autoint": AutoInt,
+    "dcnv2": DCNv2,
+    "din": DIN,
+    "bst": BST,
+    "dmr": DMR,
+}

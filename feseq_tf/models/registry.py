@@ -1,0 +1,40 @@
+"""Model registry: FESeq and the baselines by name (``feseq_tf.train --model NAME``)."""
+
+from __future__ import annotations
+
+import keras
+
+from feseq_tf.config import MODEL_NAMES, ModelConfig
+from feseq_tf.models.baselines import BASELINES
+from feseq_tf.models.feseq import FESeq, _as_config, _as_spec
+from feseq_tf.schema import DatasetSpec
+
+#: Every model ``build_model`` knows, FESeq first.
+MODELS: tuple[str, ...] = MODEL_NAMES
+
+
+def build_model(
+    model_name: str,
+    spec: DatasetSpec | dict,
+    model_config: ModelConfig | dict | None = None,
+    name: str | None = None,
+) -> keras.Model:
+    """Build model ``model_name`` (one of :data:`MODELS`) for a dataset spec.
+
+    Args:
+        model_name: str. ``"feseq"`` or a baseline (``"deepfm"``, ``"autoint"``,
+            ``"dcnv2"``, ``"din"``, ``"bst"``, ``"dmr"``).
+        spec: DatasetSpec or its dict.
+        model_config: ModelConfig or its dict; the baselines read the shared fields
+            listed in :mod:`feseq_tf.models.baselines`.
+        name: str or None. The Keras model's name. Defaults to ``model_name``.
+
+    Returns:
+        An uncompiled functional Keras model on ``build_inputs(spec)`` returning the
+        float32 click probability [B, 1].
+    """
+    if model_name not in MODELS:
+        raise ValueError(f"model_name must be one of {MODELS}, got {model_name!r}.")
+    spec, config = _as_spec(spec), _as_config(model_config)
+    cls = FESeq if model_name == "feseq" else BASELINES[model_name]
+    return cls(spec, config, name=name or model_name)

@@ -1,0 +1,148 @@
+"""The experiment-suite command ``feseq_tf.benchmark``: suites, tables, resumability."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+
+import pytest
+
+from feseq_tf import benchmark, train
+from feseq_tf.config import MODEL_NAMES
+
+
+def _resolved(suite: str) -> dict[str, dict]:
+    """Each variant's resolved config, as the run would resolve it (nothing trained)."""
+    args = benchmark.build_parser().parse_args(["--suite", suite])
+    out = {}
+    for v in benchmark.SUITES[suite]:
+        argv = benchmark.run_argv(args, v, 1, "unused_dir", "unused_out")
+        out[v.name] = train.resolve_config(train.build_parser().parse_args(argv), "synthetic")
+    return out
+
+
+def test_suites_hold_the_papers_variants_as_valid_configs():
+    baselines = _resolved("baselines")
+    assert [c.model_name for c in baselines.values()] == list(MODEL_NAMES)
+    ablations = _resolved("ablations")
+    full = ablations.pop("full").model
+    expected = {
+        "no_int": ("input_interaction_layers", 0),
+        "no_nonseq": ("nonseq_in_interaction", False),
+        "no_pos": ("use_position", False),
+        "no_time": ("use_time", False),
+        "no_causal": ("causal", False),
+        "mean_pooling": ("pooling", "mean"),
+        "target_pooling": ("pooling", "target"),
+        "dot_attention": ("attention", "dot"),
+        "din_attention": ("attention", "din"),
+        "no_scale": ("attention_scale", False),
+        "no_history": ("use_history", False),
+    }
+    assert set(ablations) == set(expected)
+    for name, (field, value) in expected.items():
+        model = ablations[name].model
+        assert getattr(model, field) == value != getattr(full, field), name
+    depth = _resolved("depth")
+    pairs = {
+        (c.model.input_interaction_layers, c.model.target_interaction_layers)
+        for c in depth.values()
+    }
+    assert pairs == {(0, 2), (1, 2), (2, 2), (3, 2), (2, 0), (2, 1), (2, 3)}
+    assert [c.model.embedding_dim for c in _resolved("embedding").values()] == [8, 16, 32, 64]
+
+
+def test_variant_overrides_come_after_the_users_and_runs_skip_export_and_summaries():
+    args = benchmark.build_parser().parse_args(
+        ["--suite", "embedding", "--set", "model.embedding_dim=4", "--epochs", "2"]
+    )
+    variant = benchmark.SUITES["embedding"][0]
+    argv = benchmark.run_argv(args, variant, 3, "data/x", "out")
+    config = train.resolve_config(train.build_parser().parse_args(argv), "synthetic")
+    assert config.model.embedding_dim == 8 and config.train.epochs == 2 and config.train.seed == 3
+    assert "--no-export" in argv and "--no-attention-summaries" in argv
+
+
+def test_unknown_variants_are_rejected_with_the_known_ones():
+    with pytest.raises(SystemExit, match="known:.*no_time"):
+        benchmark.main(["--suite", "ablations", "--models", "no_time,w/o Time"])
+
+
+def test_summary_is_mean_and_sample_std_and_the_table_bolds_the_best():
+    variant = benchmark.Variant("a", "A")
+    runs = [
+        {
+            "test": {"auc": 0.70, "gauc": 0.60, "logloss": 0.30},
+            "parameters": 10,
+            "train_samples_per_s": 100.0,
+        },
+        {
+            "test": {"auc": 0.72, "gauc": 0.62, "logloss": 0.20},
+            "parameters": 10,
+            "train_samples_per_s": float("nan"),
+        },
+    ]
+    row = benchmark.summarise(variant, runs)
+    assert row["auc_mean"] == pytest.approx(0.71) and row["auc_std"] == pytest.approx(
+        0.02 / math.sqrt(2)
+    )
+    assert row["train_samples_per_s"] == 100.0 and "captured_lift_mean" not in row
+    worse = dict(row, label="B", auc_mean=0.5, logloss_mean=0.9)
+    table = benchmark.markdown_table([row, worse], "t")
+    assert "| A | **0.7100 ± 0.0141** |" in table and "| B | 0.5000 ± 0.0141 |" in table
+    assert "Captured lift" not in table
+
+
+@pytest.mark.slow
+def test_suite_trains_the_missing_seeds_writes_tables_and_a_rerun_trains_nothing(
+    tiny_baseline_suite, capsys
+):
+    # Seed 1 of every baseline is already done (the fixture); seed 2 of two is not.
+    out = tiny_baseline_suite.output_dir
+    argv = tiny_baseline_suite.argv + ["--models", "autoint,deepfm", "--seeds", "2"]
+    seed1 = [
+        os.path.join(tiny_baseline_suite.run_dir(n), "metrics.json") for n in ("deepfm", "autoint")
+    ]
+    seed1_mtimes = [os.stat(p).st_mtime_ns for p in seed1]
+    capsys.readouterr()
+    rows = benchmark.main(argv)
+    printed = capsys.readouterr().out
+    assert "[1/4] deepfm seed 1 ..." in printed and "[4/4] autoint seed 2 ..." in printed
+    assert printed.count("already done, skipped") == 2
+    assert [os.stat(p).st_mtime_ns for p in seed1] == seed1_mtimes
+
+    assert [r["variant"] for r in rows] == ["deepfm", "autoint"]  # suite order
+    metrics_files = []
+    for name in ("deepfm", "autoint"):
+        for seed in (1, 2):
+            run = tiny_baseline_suite.run_dir(name, seed)
+            with open(os.path.join(run, "metrics.json")) as fh:
+                assert json.load(fh)["model"] == name
+            with open(os.path.join(run, "config.json")) as fh:
+                assert json.load(fh)["train"]["seed"] == seed
+            assert not os.path.exists(os.path.join(run, "export"))
+            metrics_files.append(os.path.join(run, "metrics.json"))
+
+    with open(os.path.join(out, "baselines.csv")) as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["label"] for r in table] == ["DeepFM", "AutoInt"]
+    for r in table:
+        assert r["seeds"] == "2" and 0.0 <= float(r["auc_mean"]) <= 1.0
+        assert float(r["auc_std"]) >= 0.0 and math.isfinite(float(r["captured_lift_mean"]))
+        assert int(r["parameters"]) > 0
+    with open(os.path.join(out, "baselines.md")) as fh:
+        md = fh.read()
+    assert "| DeepFM |" in md and "| AutoInt |" in md and "Captured lift" in md and " ± " in md
+    with open(os.path.join(out, "baselines.png"), "rb") as fh:
+        assert fh.read(4) == b"\x89PNG"
+
+    mtimes = [os.stat(p).st_mtime_ns for p in metrics_files]
+    again = benchmark.main(argv)
+    assert capsys.readouterr().out.count("already done, skipped") == 4
+    assert [os.stat(p).st_mtime_ns for p in metrics_files] == mtimes
+    assert [r["auc_mean"] for r in again] == [r["auc_mean"] for r in rows]
+
+    with pytest.raises(SystemExit, match="another configuration"):
+        benchmark.main(argv + ["--set", "model.dropout=0.3"])
