@@ -3,10 +3,13 @@
     python -m benchmarks.serving [--model-base-path EXPORT/feseq | --run-dir RUN]
                                  [--requests 1000] [--concurrency 8] [--large-batch 256]
 
-Starts the development model server (``python -m export.serve --enable-batching``;
-``--no-batching`` leaves merging off) in its own process on loopback, then sends TF
-Serving REST ``predict`` requests of raw rows from ``--concurrency`` client threads,
-each on its own keep-alive connection:
+Starts the development model server (``python -m export.serve --enable-batching
+--intra-op-threads 1``; ``--no-batching`` leaves merging off, ``--server-arg`` adds or
+overrides arguments) in its own process on loopback, then sends TF Serving REST
+``predict`` requests of raw rows from ``--concurrency`` client threads, each on its own
+keep-alive connection (a lean HTTP/1.1 client with TCP_NODELAY, as cheap in CPU as the
+clients of a load generator, since they share the machine with the server; every reply
+is parsed as JSON and checked):
 
 1. ``--requests`` requests of one row each: latency p50 / p90 / p99 / max and requests/s;
 2. the same, one client at a time (no queueing): the service time of one request;
@@ -29,9 +32,9 @@ least.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +47,10 @@ import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER_START_TIMEOUT_S = 180
+# One TensorFlow thread per op: the server's batch threads run merged calls side by
+# side, and a model call over a few rows gains nothing from a second thread per op but
+# its wake-ups (about 0.25 ms of CPU per batch-1 request with 8 clients on 2 cores).
+SERVER_THREAD_ARGS = ["--intra-op-threads", "1"]
 
 
 def _eleme_shaped_export(directory: str, precision: str = "float32", vocab_rows: int = 2000) -> str:
@@ -152,6 +159,70 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
+class _Connection:
+    """A lean HTTP/1.1 keep-alive client connection (TCP_NODELAY): it sends a prepared
+    request in one ``sendall`` and reads the status line, the headers (Content-Length
+    framing) and the body of the reply, a few times cheaper in CPU than ``http.client``
+    (whose header parsing goes through ``email``). The benchmark's clients share the
+    server's CPUs, so their overhead would otherwise count against the server."""
+
+    def __init__(self, port: int, timeout: float = 60.0):
+        self._port = port
+        self._timeout = timeout
+        self._sock: socket.socket | None = None  # connected by the first exchange
+        self._buf = b""
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock, self._buf = None, b""
+
+    def _fill(self) -> None:
+        data = self._sock.recv(1 << 16)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self._buf += data
+
+    def exchange(self, request: bytes) -> tuple[int, bytes, bool]:
+        """Send ``request`` (head and body); (status, body, server closes)."""
+        if self._sock is None:
+            self._sock = socket.create_connection(("127.0.0.1", self._port), self._timeout)
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock.sendall(request)
+        while (end := self._buf.find(b"\r\n\r\n")) < 0:
+            self._fill()
+        head, self._buf = self._buf[:end].split(b"\r\n"), self._buf[end + 4 :]
+        status_line = head[0].split(None, 2)
+        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/"):
+            raise ConnectionError(f"not an HTTP status line: {head[0][:100]!r}")
+        status = int(status_line[1])
+        length, close = None, False
+        for line in head[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection":
+                close = value.strip().lower() == b"close"
+            elif name == b"transfer-encoding":
+                raise ConnectionError(f"unexpected Transfer-Encoding: {value.strip()!r}")
+        if length is None:
+            raise ConnectionError("a reply without Content-Length")
+        while len(self._buf) < length:
+            self._fill()
+        body, self._buf = self._buf[:length], self._buf[length:]
+        return status, body, close
+
+
+def _requests(port: int, model: str, bodies: list[bytes]) -> list[bytes]:
+    """Complete HTTP/1.1 predict requests (head and JSON body) for ``bodies``."""
+    head = (
+        f"POST /v1/models/{model}:predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n"
+    )
+    return [head.format(len(body)).encode("ascii") + body for body in bodies]
+
+
 def _run_phase(
     port: int,
     model: str,
@@ -162,34 +233,39 @@ def _run_phase(
 ) -> dict[str, Any]:
     """Send ``requests`` bodies (cycled) from ``concurrency`` threads; latencies in ms and
     the server's CPU time per request (a figure that other load on the machine inflates
-    less than latency)."""
+    less than latency). Each reply is parsed as JSON and must hold one prediction per
+    row sent."""
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     errors: list[str] = []
     lock = threading.Lock()
-    path = f"/v1/models/{model}:predict"
+    prepared = _requests(port, model, bodies)
+    rows = [len(json.loads(body)["instances"]) for body in bodies]
     start_barrier = threading.Barrier(concurrency + 1)
 
     def client(worker: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        headers = {"Content-Type": "application/json"}
+        conn = _Connection(port)
         start_barrier.wait()
         for i in range(worker, requests, concurrency):
-            body = bodies[i % len(bodies)]
             t0 = time.perf_counter()
             try:
-                conn.request("POST", path, body=body, headers=headers)
-                response = conn.getresponse()
-                payload = response.read()
-                if response.status != 200:
+                status, payload, close = conn.exchange(prepared[i % len(prepared)])
+                latency = (time.perf_counter() - t0) * 1000.0
+                reply = json.loads(payload)
+                if close:
+                    conn.close()
+                predictions = reply.get("predictions") if isinstance(reply, dict) else None
+                if status != 200:
                     with lock:
-                        errors.append(f"HTTP {response.status}: {payload[:200]!r}")
-            except (OSError, http.client.HTTPException) as err:
+                        errors.append(f"HTTP {status}: {payload[:200]!r}")
+                elif not isinstance(predictions, list) or len(predictions) != rows[i % len(rows)]:
+                    with lock:
+                        errors.append(f"a reply without one prediction per row: {payload[:200]!r}")
+            except (OSError, ValueError) as err:
                 with lock:
                     errors.append(f"{type(err).__name__}: {err}")
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
                 continue
-            latencies[worker].append((time.perf_counter() - t0) * 1000.0)
+            latencies[worker].append(latency)
         conn.close()
 
     threads = [threading.Thread(target=client, args=(w,)) for w in range(concurrency)]
@@ -297,7 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         version, version_dir = latest_version(base)
         model = os.path.basename(os.path.normpath(base))
         rows = _request_rows(version_dir, max(args.large_batch, 512), args.seed)
-        server_args = ([] if args.no_batching else ["--enable-batching"]) + args.server_arg
+        server_args = (
+            ([] if args.no_batching else ["--enable-batching"])
+            + SERVER_THREAD_ARGS
+            + args.server_arg
+        )
         proc, port = _start_server(base, server_args, tmp)
         try:
             small = _bodies(rows, 1, 500)

@@ -17,12 +17,18 @@ an empty body, a missing or unknown input, a value of the wrong JSON type, a bod
 model, version or URL. Values are typed as TF Serving types them: a ``DT_STRING`` input
 takes JSON strings (or ``{"b64": ...}``), ``DT_DOUBLE`` numbers (``NaN`` allowed),
 ``DT_INT64`` integers. ``--enable-batching`` merges concurrent requests into one model
-call (as TF Serving's ``--enable_batching`` does). It does not poll for new versions or
-speak gRPC.
+call (as TF Serving's ``--enable_batching`` does; a call waits up to
+``--batch-timeout-micros`` for the requests of the other open connections). It does not
+poll for new versions or speak gRPC.
 
 Command line::
 
     python -m export.serve --model-base-path EXPORT_DIR/feseq [--port 8501]
+        [--enable-batching] [--intra-op-threads 1]
+
+Under concurrent batch-1 load on a few cores, ``--enable-batching --intra-op-threads 1``
+serves best: a model call has a fixed cost of a few ms of CPU whatever its rows, which
+merging amortises, and a second thread per op only adds wake-ups at that size.
 """
 
 from __future__ import annotations
@@ -38,8 +44,9 @@ import re
 import socket
 import sys
 import threading
+import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -49,6 +56,10 @@ DEFAULT_PORT = 8501
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_BATCH_SIZE = 8192
 DEFAULT_SIGNATURE = "serving_default"
+# With --enable-batching: how long a merged call waits for the requests of the other open
+# connections after the latest arrival (see _Batcher); TF Serving's
+# batching_parameters.txt has batch_timeout_micros 1000 too.
+DEFAULT_BATCH_TIMEOUT_MICROS = 1000
 # Over-limit bodies up to this size are read and dropped, so the client gets the 400
 # reply on a healthy connection; larger ones get the reply and the connection closes.
 _MAX_DRAIN_BYTES = 64 * 1024 * 1024
@@ -67,6 +78,14 @@ _DTYPES = {
     "bool": ("boolean", np.bool_),
 }
 
+# JSON value types (exactly: bool is no int here) that a flat list may hold per kind.
+_FLAT_TYPES = {
+    "string": {str},
+    "number": {int, float},
+    "integer": {int},
+    "boolean": {bool},
+}
+
 
 class RequestError(Exception):
     """A request the server refuses; ``status`` is the HTTP status of the reply."""
@@ -83,6 +102,14 @@ class _Signature:
     function: Any
     inputs: dict[str, Any]  # input name -> tf.TensorSpec
     outputs: list[str]
+    # The function's own positional order of the inputs when it can be called flat
+    # (see _flat_order), else None.
+    flat_order: list[str] | None = None
+    # Input name -> how a flat JSON list feeds it (see _flat_feed), computed once.
+    flat_feeds: dict[str, tuple[Any, ...] | None] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.flat_feeds = {n: _flat_feed(spec) for n, spec in self.inputs.items()}
 
 
 class ServableVersion:
@@ -96,6 +123,9 @@ class ServableVersion:
             :class:`_Batcher`). Defaults to False.
         max_batch_rows: int. Most rows in one merged call. Defaults to 512.
         batch_threads: int. Threads running merged calls. Defaults to 2.
+        batch_timeout_micros: int. How long a merged call waits for the requests of
+            the other open connections after the latest arrival (see :class:`_Batcher`);
+            0 never waits. Defaults to ``DEFAULT_BATCH_TIMEOUT_MICROS``.
     """
 
     def __init__(
@@ -107,6 +137,7 @@ class ServableVersion:
         batching: bool = False,
         max_batch_rows: int = 512,
         batch_threads: int = 2,
+        batch_timeout_micros: int = DEFAULT_BATCH_TIMEOUT_MICROS,
     ):
         import tensorflow as tf
 
@@ -123,11 +154,16 @@ class ServableVersion:
                 function=fn,
                 inputs=dict(sorted(kwargs.items())),
                 outputs=sorted(fn.structured_outputs),
+                flat_order=_flat_order(fn, kwargs),
             )
         if DEFAULT_SIGNATURE not in self.signatures:
             raise ValueError(f"{path} has no {DEFAULT_SIGNATURE!r} signature.")
         self.metadata = _signature_metadata(path)
-        self.batcher = _Batcher(self._run, max_batch_rows, batch_threads) if batching else None
+        self.batcher = (
+            _Batcher(self._run, max_batch_rows, batch_threads, batch_timeout_micros / 1e6)
+            if batching
+            else None
+        )
 
     def close(self) -> None:
         """Stop the batching thread, if any."""
@@ -197,7 +233,7 @@ class ServableVersion:
         names = list(signature.inputs)
         if len(names) == 1 and not all(isinstance(i, dict) and names[0] in i for i in instances):
             return {names[0]: _to_array(names[0], instances, signature.inputs[names[0]])}
-        columns: dict[str, list[Any]] = {n: [] for n in names}
+        expected = signature.inputs.keys()
         for i, instance in enumerate(instances):
             if not isinstance(instance, dict):
                 raise RequestError(
@@ -205,10 +241,15 @@ class ServableVersion:
                     f"instance {i} must be an object with the named inputs {names}, got "
                     f"{_json_type(instance)}.",
                 )
-            _check_input_names(f"instance {i}", instance, names, signature.name)
-            for n in names:
-                columns[n].append(instance[n])
-        return {n: _to_array(n, columns[n], signature.inputs[n]) for n in names}
+            if instance.keys() != expected:
+                _check_input_names(f"instance {i}", instance, names, signature.name)
+        feeds = signature.flat_feeds
+        arrays = {}
+        for n, spec in signature.inputs.items():
+            column = [instance[n] for instance in instances]
+            array = _flat_array(n, column, feeds[n])
+            arrays[n] = array if array is not None else _to_array(n, column, spec)
+        return arrays
 
     def _columnar_format(
         self, signature: _Signature, inputs: Any, max_batch: int
@@ -239,9 +280,20 @@ class ServableVersion:
         self, signature: _Signature, arrays: Mapping[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
         tf = self._tf
-        tensors = {n: tf.constant(a, dtype=signature.inputs[n].dtype) for n, a in arrays.items()}
+        specs = signature.inputs
         try:
-            outputs = signature.function(**tensors)
+            if signature.flat_order is not None:
+                # The arrays already have the signature's dtypes and shapes (_to_array
+                # checks them), so skip the Python-side binding of keyword arguments
+                # to TensorSpecs, which costs about 0.5 ms a call with 39 inputs.
+                fn = signature.function
+                tensors = [
+                    tf.constant(arrays[n], dtype=specs[n].dtype) for n in signature.flat_order
+                ]
+                outputs = fn._call_flat(tensors, fn.captured_inputs)
+            else:
+                tensors = {n: tf.constant(a, dtype=specs[n].dtype) for n, a in arrays.items()}
+                outputs = signature.function(**tensors)
         except tf.errors.InvalidArgumentError as err:
             raise RequestError(400, _tf_error_message(err.message)) from None
         except (TypeError, ValueError) as err:
@@ -270,25 +322,52 @@ class _Task:
 
 class _Batcher:
     """Merges concurrent predict requests into one model call, like TF Serving's
-    ``--enable_batching``, but without a timeout: a free worker thread (``num_threads``
-    of them, as TF Serving's ``num_batch_threads``) takes every request that queued while
-    the others ran (up to ``max_rows`` rows a call), so an idle server adds no delay and
-    a busy one amortises the per-call cost.
+    ``--enable_batching``: a free worker thread (``num_threads`` of them, as TF
+    Serving's ``num_batch_threads``) takes every request that queued while the others
+    ran (up to ``max_rows`` rows a call), so a busy server amortises the per-call cost.
+    A worker starts a call beside a running one only for ``parallel_rows`` rows or
+    more: small requests wait for the running call and merge into the next (a model
+    call has a fixed cost of a few ms on CPU, about that of 8 more rows).
+
+    Unlike TF Serving's ``batch_timeout_micros``, the wait for more requests is
+    adaptive: a worker holding fewer requests than ``expected_requests()`` (the HTTP
+    layer sets it to the number of open client connections, each of which has at most
+    one request in flight) less those already running waits for the others, until
+    ``timeout_s`` passes without a new one (at most 4 ``timeout_s`` in all). One
+    client, or clients that all have their request queued, add no delay; closed-loop
+    clients answered together are merged into one call instead of one alone and the
+    rest behind it. An idle keep-alive connection costs each merged call one timeout.
 
     Requests merge when they use the same signature and their inputs have the same
     shapes past the batch dimension. When a merged call fails, its requests run one by
     one, so that each bad request gets its own error.
     """
 
-    def __init__(self, run: Any, max_rows: int, num_threads: int = 2):
+    def __init__(
+        self,
+        run: Any,
+        max_rows: int,
+        num_threads: int = 2,
+        timeout_s: float = 0.0,
+        parallel_rows: int = 64,
+    ):
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}.")
         if num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {num_threads}.")
+        if timeout_s < 0:
+            raise ValueError(f"timeout_s must be >= 0, got {timeout_s}.")
         self._run = run
         self._max_rows = max_rows
+        self._timeout_s = timeout_s
+        self.expected_requests: Callable[[], int] | None = None
         self._cond = threading.Condition()
         self._pending: list[_Task] = []
+        self._pending_rows = 0
+        self._running = 0  # requests taken by the workers and not yet answered
+        self._busy = 0  # workers running a call
+        self._last_arrival = 0.0  # time.monotonic() of the latest request queued
+        self._parallel_rows = min(parallel_rows, max_rows)
         self._closed = False
         self._threads = [
             threading.Thread(target=self._loop, name=f"feseq-batcher-{i}", daemon=True)
@@ -306,7 +385,11 @@ class _Batcher:
             if self._closed:
                 raise RequestError(503, "The server is shutting down.")
             self._pending.append(task)
-            self._cond.notify()
+            self._pending_rows += task.rows
+            self._last_arrival = time.monotonic()
+            # A worker may be waiting for this request to fill its batch, another idle:
+            # wake both kinds.
+            self._cond.notify_all()
         task.done.wait()
         if task.error is not None:
             raise task.error
@@ -328,22 +411,66 @@ class _Batcher:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending:
-                    return
-                taken, self._pending = self._pending, []
-            groups: dict[tuple, list[_Task]] = {}
-            for task in taken:
-                groups.setdefault(self._key(task), []).append(task)
-            for tasks in groups.values():
-                chunk: list[_Task] = []
-                for task in tasks:
-                    if chunk and sum(t.rows for t in chunk) + task.rows > self._max_rows:
-                        self._execute(chunk)
-                        chunk = []
-                    chunk.append(task)
-                self._execute(chunk)
+                while True:
+                    while not self._pending and not self._closed:
+                        self._cond.wait()
+                    if not self._pending:
+                        return
+                    self._wait_for_more()
+                    if self._pending:  # else another worker took them
+                        break
+                taken, self._pending, self._pending_rows = self._pending, [], 0
+                self._running += len(taken)
+                self._busy += 1
+            try:
+                self._execute_all(taken)
+            finally:
+                with self._cond:
+                    self._running -= len(taken)
+                    self._busy -= 1
+                    self._cond.notify_all()  # a worker may wait for this call to end
+
+    def _wait_for_more(self) -> None:
+        """With the lock held and requests pending: wait while another call runs and
+        fewer than ``parallel_rows`` rows are pending, then (at most the timeout) while
+        fewer requests are pending than the expected ones not yet running."""
+        expected = self.expected_requests
+        deadline = None
+        while self._pending and not self._closed and self._pending_rows < self._max_rows:
+            if self._busy and self._pending_rows < self._parallel_rows:
+                # A second small call beside a running one would cost about as much
+                # CPU as the merged call: merge them into the next call instead.
+                self._cond.wait()
+                deadline = None
+                continue
+            if (
+                self._timeout_s <= 0
+                or expected is None
+                or len(self._pending) >= expected() - self._running
+            ):
+                return
+            now = time.monotonic()
+            if deadline is None:  # wait at most 4 timeouts in all...
+                deadline = now + 4 * self._timeout_s
+            # ... and one timeout after the latest arrival: a wave of requests from
+            # many clients arrives spread over a few ms (each takes the GIL to parse).
+            wait = min(deadline, self._last_arrival + self._timeout_s) - now
+            if wait <= 0:
+                return
+            self._cond.wait(wait)
+
+    def _execute_all(self, taken: list[_Task]) -> None:
+        groups: dict[tuple, list[_Task]] = {}
+        for task in taken:
+            groups.setdefault(self._key(task), []).append(task)
+        for tasks in groups.values():
+            chunk: list[_Task] = []
+            for task in tasks:
+                if chunk and sum(t.rows for t in chunk) + task.rows > self._max_rows:
+                    self._execute(chunk)
+                    chunk = []
+                chunk.append(task)
+            self._execute(chunk)
 
     def _execute(self, tasks: list[_Task]) -> None:
         if len(tasks) > 1:
@@ -371,6 +498,26 @@ class _Batcher:
                 traceback.print_exc(file=sys.stderr)
                 task.error = RequestError(500, f"Internal error: {type(err).__name__}: {err}")
             task.done.set()
+
+
+def _flat_order(fn: Any, kwargs: Mapping[str, Any]) -> list[str] | None:
+    """The names of a signature's inputs in the order its concrete function takes them
+    flat (its first placeholders; the captured variables and tables follow), or None
+    when that order cannot be read, so that calls go through the keyword path."""
+    try:
+        captured = len(fn.captured_inputs)
+        placeholders = fn.inputs[: len(fn.inputs) - captured]
+        order = [t.name.split(":", 1)[0] for t in placeholders]
+        if not callable(getattr(fn, "_call_flat", None)):
+            return None
+    except Exception:  # another TensorFlow version: use the public call
+        return None
+    specs = [kwargs.get(n) for n in order]
+    if sorted(order) != sorted(kwargs) or any(
+        spec is None or t.dtype != spec.dtype for t, spec in zip(placeholders, specs, strict=True)
+    ):
+        return None
+    return order
 
 
 def _check_batch(size: int, max_batch: int) -> None:
@@ -416,6 +563,9 @@ def _to_array(name: str, value: Any, spec: Any) -> np.ndarray:
         raise RequestError(
             400, f"Input {name!r} has dtype {spec.dtype.name}, which this server cannot feed."
         )
+    array = _flat_array(name, value, _flat_feed(spec))
+    if array is not None:
+        return array
     flat: list[Any] = []
     shape = _shape_of(name, value)
 
@@ -446,6 +596,37 @@ def _to_array(name: str, value: Any, spec: Any) -> np.ndarray:
     except OverflowError:
         raise RequestError(
             400, f"Input {name!r} has a value out of the range of {spec.dtype.name}."
+        ) from None
+
+
+def _flat_feed(spec: Any) -> tuple[Any, ...] | None:
+    """(JSON types, NumPy dtype, TF dtype name, length or None) when a flat JSON list
+    can feed an input of ``spec``, else None."""
+    kind, np_dtype = _DTYPES.get(spec.dtype.name, (None, None))
+    if kind is None or (spec.shape.rank is not None and spec.shape.rank != 1):
+        return None
+    length = spec.shape[0] if spec.shape.rank == 1 else None
+    return _FLAT_TYPES[kind], np_dtype, spec.dtype.name, length
+
+
+def _flat_array(name: str, value: Any, feed: tuple[Any, ...] | None) -> np.ndarray | None:
+    """The common case of :func:`_to_array`, without per-value Python checks: a flat
+    list of values of the input's JSON type (one per row). None for anything else, which
+    the general path checks (and explains)."""
+    if feed is None or value.__class__ is not list or not value:
+        return None
+    types, np_dtype, dtype_name, length = feed
+    if (length is not None and length != len(value)) or not set(map(type, value)) <= types:
+        return None
+    if np_dtype is object:
+        array = np.empty(len(value), dtype=object)
+        array[:] = [v.encode("utf-8") for v in value]
+        return array
+    try:
+        return np.array(value, dtype=np_dtype)
+    except OverflowError:
+        raise RequestError(
+            400, f"Input {name!r} has a value out of the range of {dtype_name}."
         ) from None
 
 
@@ -592,6 +773,21 @@ class ModelServer:
         self.models = dict(models)
         self.max_request_bytes = max_request_bytes
         self.max_batch_size = max_batch_size
+        # Open client connections of the HTTP layer: each has at most one request in
+        # flight, so the batchers wait (briefly) for that many requests.
+        self.open_connections = 0
+        self._connections_lock = threading.Lock()
+        for servable in self.models.values():
+            if servable.batcher is not None:
+                servable.batcher.expected_requests = lambda: self.open_connections
+
+    def connection_opened(self) -> None:
+        with self._connections_lock:
+            self.open_connections += 1
+
+    def connection_closed(self) -> None:
+        with self._connections_lock:
+            self.open_connections -= 1
 
     @classmethod
     def from_base_path(
@@ -602,6 +798,7 @@ class ModelServer:
         batching: bool = False,
         max_batch_rows: int = 512,
         batch_threads: int = 2,
+        batch_timeout_micros: int = DEFAULT_BATCH_TIMEOUT_MICROS,
         **kwargs: Any,
     ) -> ModelServer:
         """Load the latest version under ``base_path`` as model ``name`` (default: the
@@ -615,6 +812,7 @@ class ModelServer:
             batching=batching,
             max_batch_rows=max_batch_rows,
             batch_threads=batch_threads,
+            batch_timeout_micros=batch_timeout_micros,
         )
         return cls({name: servable}, **kwargs)
 
@@ -686,10 +884,38 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "feseq-dev-model-server"
     server: _HTTPServer
 
+    # Buffer the reply: its status line, headers and body leave in one send when
+    # handle_one_request flushes (not one send for the headers and one for the body).
+    wbufsize = 64 * 1024
+
     def setup(self) -> None:
         super().setup()
         # One small reply per request: send it at once (no Nagle delay).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.model_server.connection_opened()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.model_server.connection_closed()
+
+    def handle_expect_100(self) -> bool:
+        ok = super().handle_expect_100()
+        self.wfile.flush()  # the client waits for "100 Continue" before the body
+        return ok
+
+    _date: tuple[int, str] = (0, "")
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        now = int(time.time())
+        second, text = _Handler._date
+        if second != now:  # format the Date header once a second, not once a request
+            text = super().date_time_string(now)
+            _Handler._date = (now, text)
+        return text
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self._dispatch("GET")
@@ -759,6 +985,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's listen backlog of 5 drops the SYNs of clients that connect
+    # together beyond it, which then retry after a 1 s timeout.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], model_server: ModelServer, verbose: bool = False):
         super().__init__(address, _Handler)
@@ -883,12 +1112,43 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="threads running merged model calls with --enable-batching (default: 2)",
     )
+    p.add_argument(
+        "--batch-timeout-micros",
+        type=int,
+        default=DEFAULT_BATCH_TIMEOUT_MICROS,
+        help="with --enable-batching, how long a merged call waits for the requests of the "
+        "other open client connections after the latest one arrived (4 times that at "
+        f"most); 0 never waits (default: {DEFAULT_BATCH_TIMEOUT_MICROS})",
+    )
+    p.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=0,
+        help="TensorFlow threads within one op; 1 serves batch-1 requests best on a few "
+        "cores (default: 0, TensorFlow's choice)",
+    )
+    p.add_argument(
+        "--inter-op-threads",
+        type=int,
+        default=0,
+        help="TensorFlow threads running independent ops (default: 0, TensorFlow's choice)",
+    )
     p.add_argument("--verbose", action="store_true", help="log every request")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.intra_op_threads or args.inter_op_threads:
+        import tensorflow as tf
+
+        try:
+            if args.intra_op_threads:
+                tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+            if args.inter_op_threads:
+                tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+        except RuntimeError as err:  # TensorFlow already ran in this process
+            print(f"warning: thread settings not applied: {err}", file=sys.stderr)
     try:
         model_server = ModelServer.from_base_path(
             args.model_base_path,
@@ -898,6 +1158,7 @@ def main(argv: list[str] | None = None) -> int:
             batching=args.enable_batching,
             max_batch_rows=args.max_batch_rows,
             batch_threads=args.num_batch_threads,
+            batch_timeout_micros=args.batch_timeout_micros,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

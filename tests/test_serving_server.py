@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
+import socket
 import threading
+import time
 import urllib.parse
 
 import numpy as np
@@ -306,3 +309,177 @@ def test_serve_main_explains_a_missing_model(tmp_path, capsys):
     os.makedirs(tmp_path / "feseq")
     assert serve.main(["--model-base-path", str(tmp_path / "feseq")]) == 2
     assert "No version directory" in capsys.readouterr().err
+
+
+def test_signatures_are_called_flat_with_the_same_results(tiny_exported_model, rows):
+    servable = serve.ServableVersion("feseq", 1, tiny_exported_model)
+    for signature in servable.signatures.values():
+        assert sorted(signature.flat_order) == sorted(signature.inputs)
+        arrays = servable._row_format(signature, rows, 100)
+        flat = servable._run(signature, arrays)
+        keyword = servable._run(dataclasses.replace(signature, flat_order=None), arrays)
+        assert set(flat) == set(keyword) == set(signature.outputs)
+        for name in flat:
+            np.testing.assert_array_equal(flat[name], keyword[name])
+
+
+def test_flat_columns_take_the_fast_path_and_keep_the_checks():
+    spec = tf.TensorSpec([None], tf.int64)
+    np.testing.assert_array_equal(serve._to_array("n", [1, 2], spec), np.array([1, 2]))
+    strings = serve._to_array("s", ["a", "é"], tf.TensorSpec(None, tf.string))
+    assert strings.dtype == object and list(strings) == [b"a", "é".encode()]
+    with pytest.raises(serve.RequestError, match="out of the range of int64"):
+        serve._to_array("n", [2**70], spec)
+    with pytest.raises(serve.RequestError, match="takes integers, got a boolean"):
+        serve._to_array("n", [1, True], spec)
+    with pytest.raises(serve.RequestError, match="must have shape"):
+        serve._to_array("n", [1, 2], tf.TensorSpec([3], tf.int64))
+
+
+def _fake_batcher(expected: int, timeout_s: float, threads: int = 1):
+    calls: list[int] = []
+
+    def run(signature, arrays):
+        calls.append(len(arrays["x"]))
+        return {"y": arrays["x"] * 2}
+
+    batcher = serve._Batcher(run, max_rows=64, num_threads=threads, timeout_s=timeout_s)
+    batcher.expected_requests = lambda: expected
+    signature = serve._Signature("s", None, {}, ["y"])
+    return batcher, signature, calls
+
+
+def _send_staggered(batcher, signature, count: int, gap_s: float) -> list:
+    results = [None] * count
+
+    def send(i: int) -> None:
+        results[i] = batcher.run(signature, {"x": np.array([i])})["y"]
+
+    threads = []
+    for i in range(count):
+        threads.append(threading.Thread(target=send, args=(i,)))
+        threads[-1].start()
+        time.sleep(gap_s)
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batcher_waits_for_the_requests_of_the_open_connections(threads):
+    batcher, signature, calls = _fake_batcher(expected=3, timeout_s=5.0, threads=threads)
+    try:
+        results = _send_staggered(batcher, signature, 3, gap_s=0.05)
+    finally:
+        batcher.close()
+    assert calls == [3] and [list(r) for r in results] == [[0], [2], [4]]
+
+
+def test_batcher_merges_small_requests_behind_a_running_call_and_runs_big_ones_beside():
+    state = {"now": 0, "most": 0, "calls": []}
+    lock = threading.Lock()
+
+    def run(signature, arrays):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+            state["calls"].append(len(arrays["x"]))
+        time.sleep(0.3)
+        with lock:
+            state["now"] -= 1
+        return {"y": arrays["x"]}
+
+    signature = serve._Signature("s", None, {}, ["y"])
+    batcher = serve._Batcher(run, max_rows=512, num_threads=2, parallel_rows=64)
+    try:
+        _send_staggered(batcher, signature, 4, gap_s=0.05)  # 1 runs; 3 arrive meanwhile
+        assert state["calls"] == [1, 3] and state["most"] == 1
+        state["calls"].clear()
+        threads = [
+            threading.Thread(target=batcher.run, args=(signature, {"x": np.zeros(64)}))
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+            time.sleep(0.05)
+        for t in threads:
+            t.join()
+        assert state["calls"] == [64, 64] and state["most"] == 2
+    finally:
+        batcher.close()
+
+
+def test_batcher_wait_is_bounded_and_one_client_never_waits():
+    batcher, signature, calls = _fake_batcher(expected=5, timeout_s=0.05)
+    try:
+        start = time.monotonic()
+        _send_staggered(batcher, signature, 2, gap_s=0.0)
+        assert time.monotonic() - start < 2.0 and sum(calls) == 2
+    finally:
+        batcher.close()
+    batcher, signature, calls = _fake_batcher(expected=1, timeout_s=5.0)
+    try:
+        start = time.monotonic()
+        for i in range(3):
+            assert list(batcher.run(signature, {"x": np.array([i])})["y"]) == [2 * i]
+        assert time.monotonic() - start < 2.0 and calls == [1, 1, 1]
+    finally:
+        batcher.close()
+
+
+def test_http_layer_counts_open_connections(tiny_exported_model, rows):
+    base = os.path.dirname(tiny_exported_model)
+    with serve.BackgroundServer(base, "feseq", batching=True) as server:
+        parsed = urllib.parse.urlparse(server.url)
+        conns = [http.client.HTTPConnection(parsed.hostname, parsed.port) for _ in range(2)]
+        try:
+            for conn in conns:  # keep-alive: each connection stays open after its reply
+                conn.request(
+                    "POST", "/v1/models/feseq:predict", json.dumps({"instances": rows[:1]})
+                )
+                assert conn.getresponse().status == 200
+            assert server.model_server.open_connections == 2
+        finally:
+            for conn in conns:
+                conn.close()
+        deadline = time.monotonic() + 10
+        while server.model_server.open_connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.model_server.open_connections == 0
+
+
+def test_serve_parser_takes_the_batching_and_thread_options():
+    args = serve.build_parser().parse_args(
+        ["--model-base-path", "m", "--enable-batching", "--batch-timeout-micros", "0"]
+        + ["--intra-op-threads", "1", "--inter-op-threads", "2"]
+    )
+    assert (args.batch_timeout_micros, args.intra_op_threads, args.inter_op_threads) == (0, 1, 2)
+    default = serve.build_parser().parse_args(["--model-base-path", "m"])
+    assert default.batch_timeout_micros == serve.DEFAULT_BATCH_TIMEOUT_MICROS
+
+
+def test_benchmark_client_speaks_http_to_the_server(server, rows):
+    from benchmarks import serving as bench
+
+    port = urllib.parse.urlparse(server).port
+    bodies = [json.dumps({"instances": rows[i : i + 2]}).encode() for i in range(3)]
+    result = bench._run_phase(port, "feseq", bodies, requests=6, concurrency=2)
+    assert result["errors"] == 0 and result["requests"] == 6, result["first_errors"]
+    bad = bench._run_phase(port, "feseq", [b'{"instances": []}'], requests=2, concurrency=1)
+    assert bad["errors"] == 2 and "HTTP 400" in bad["first_errors"][0]
+
+
+def test_expect_100_continue_is_answered_before_the_body(server, rows):
+    body = json.dumps({"instances": rows[:1]}).encode()
+    parsed = urllib.parse.urlparse(server)
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/models/feseq:predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100")  # before the body is sent
+        sock.sendall(body)
+        reply = b""
+        while b'"predictions"' not in reply:
+            reply += sock.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200")
