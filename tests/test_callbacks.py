@@ -219,8 +219,9 @@ def test_attention_on_synthetic_data_with_planted_crosses(tmp_path):
       weight rises steadily with recency, from 0.84 x uniform at position -10 to
       1.35 x at -1 (the target position: 0.77 x);
     * field attention (NOT as hoped): after one epoch the averaged attention is still
-      within 0.004 of uniform (1/23; the embeddings start at 1e-4 and attention logits
-      grow with their square), and the planted pairs are not singled out: their mean
+      within 0.004 of uniform (1/23; the embeddings start at 1e-4 here, pinned against
+      the preset's 0.05, and attention logits grow with their square), and the planted
+      pairs are not singled out: their mean
       weight is 0.9995 x the average pair's and they rank 2nd-23rd (mostly 14th-23rd)
       of 23 within their rows. The pairs that do stand out carry the same information
       (shop_id x shop_geohash_12, visit_city x city_id, like the paper's rank_7 /
@@ -246,7 +247,8 @@ def test_attention_on_synthetic_data_with_planted_crosses(tmp_path):
     spec = DatasetSpec.load(data)
     config = preset("synthetic").override({
         "model": {"embedding_dim": 8, "transformer_heads": 2, "pooling_hidden": 16,
-                  "mlp_units": [32], "dropout": 0.0, "embedding_l2": 0.0},
+                  "mlp_units": [32], "dropout": 0.0, "embedding_l2": 0.0,
+                  "embedding_stddev": 1e-4},
         "train": {"epochs": 1, "batch_size": 256, "eval_batch_size": 4096, "learning_rate": 5e-3},
     })
     training.set_seed(1)
