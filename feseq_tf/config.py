@@ -221,8 +221,8 @@ PRESETS: dict[str, ExperimentConfig] = {
     # Built-in synthetic data: same architecture as Ele.me, sized to train in minutes on 2 CPU cores.
     # 200k training rows are too few for the paper's embedding L2 and 1e-4 initialisation:
     # the embeddings stay so small that no attention can tell a matching history entry
-    # from another. Without L2 and with rows drawn at stddev 0.5, every sequential model
-    # learns the planted history match (README, "Model quality").
+    # from another. Without L2 and with rows drawn at stddev 0.5, FESeq and DIN learn part
+    # of the planted history match (README, "Model quality").
     "synthetic": ExperimentConfig(
         dataset="synthetic",
         model=ModelConfig(
