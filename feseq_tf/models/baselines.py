@@ -43,7 +43,6 @@ alone, as in the DMR paper's "w/o auxiliary loss" ablation.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import keras
@@ -51,8 +50,9 @@ import keras_rs
 from keras import ops
 
 from feseq_tf.config import ModelConfig
-from feseq_tf.layers import AutoIntLayer, FieldEmbedding, NumericEmbedding, TimeAwareTransformer
+from feseq_tf.layers import AutoIntLayer, TimeAwareTransformer
 from feseq_tf.models.baseline_layers import DINAttention, FactorizationMachine, PositionalAttention
+from feseq_tf.models.common import SpecModel, embedding_tables, output_mlp
 from feseq_tf.models.feseq import SequenceFeatures, _as_config, _as_spec, build_inputs
 from feseq_tf.schema import HIST_LEN, DatasetSpec, FieldSpec
 
@@ -60,43 +60,6 @@ DCN_STRUCTURES = ("stacked", "parallel")
 
 
 # ---- shared parts ----------------------------------------------------------------------------
-def embedding_tables(
-    fields: tuple[FieldSpec, ...],
-    config: ModelConfig,
-    prefix: str = "embedding",
-    dim: int | None = None,
-) -> dict[str, keras.layers.Layer]:
-    """One table per field, named ``<prefix>_<field>``, as FESeq builds them."""
-    init = keras.initializers.RandomNormal(stddev=config.embedding_stddev)
-    dim = dim or config.embedding_dim
-    tables: dict[str, keras.layers.Layer] = {}
-    for f in fields:
-        if f.is_categorical:
-            tables[f.name] = FieldEmbedding(
-                f.vocab_size,
-                dim,
-                l2=config.embedding_l2,
-                embeddings_initializer=init,
-                name=f"{prefix}_{f.name}",
-            )
-        else:
-            tables[f.name] = NumericEmbedding(
-                dim, embeddings_initializer=init, l2=config.embedding_l2, name=f"{prefix}_{f.name}"
-            )
-    return tables
-
-
-def output_mlp(config: ModelConfig) -> list[keras.layers.Layer]:
-    """FESeq's output MLP and head: (Dense, LeakyReLU, Dropout) per unit, sigmoid head."""
-    layers: list[keras.layers.Layer] = []
-    for i, units in enumerate(config.mlp_units):
-        layers.append(keras.layers.Dense(units, name=f"mlp_dense_{i}"))
-        layers.append(keras.layers.LeakyReLU(name=f"mlp_act_{i}"))
-        layers.append(keras.layers.Dropout(config.dropout, name=f"mlp_dropout_{i}"))
-    layers.append(keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="probability"))
-    return layers
-
-
 def _apply(layers: list[keras.layers.Layer], x: Any) -> Any:
     for layer in layers:
         x = layer(x)
@@ -111,24 +74,8 @@ def _largest_divisor(width: int, at_most: int) -> int:
     return max(h for h in range(1, min(width, at_most) + 1) if width % h == 0)
 
 
-class BaselineModel(keras.Model):
+class BaselineModel(SpecModel):
     """Common constructor contract and config of the baselines: ``(spec, config)``."""
-
-    def _finish(self, spec: DatasetSpec, config: ModelConfig) -> None:
-        self.spec = spec
-        self.config = config
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "spec": self.spec.to_dict(),
-            "config": dataclasses.asdict(self.config),
-        }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> BaselineModel:
-        return cls(**config)
 
 
 # ---- feature interaction (target position only) -------------------------------------------

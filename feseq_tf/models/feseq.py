@@ -22,7 +22,6 @@ the training code.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import keras
@@ -32,12 +31,11 @@ from feseq_tf.config import ModelConfig
 from feseq_tf.layers import (
     AutoIntLayer,
     BilinearAttentionPooling,
-    FieldEmbedding,
     MeanPooling,
-    NumericEmbedding,
     TargetPooling,
     TimeAwareTransformer,
 )
+from feseq_tf.models.common import SpecModel, embedding_tables, output_mlp
 from feseq_tf.schema import HIST_LEN, DatasetSpec
 
 ATTENTION_OUTPUTS = (
@@ -126,7 +124,7 @@ class SequenceFeatures(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="feseq_tf")
-class FESeq(keras.Model):
+class FESeq(SpecModel):
     """FESeq: Feature Interaction-Enhanced Sequential Transformer for CTR prediction.
 
     Args:
@@ -154,23 +152,10 @@ class FESeq(keras.Model):
         seq_fields = spec.sequential_fields
         nonseq_fields = spec.non_sequential_fields
         item_fields = spec.target_item_fields
-        init = keras.initializers.RandomNormal(stddev=config.embedding_stddev)
-
-        # ---- layers --------------------------------------------------------------------
-        def field_embedding(f, prefix):
-            if f.is_categorical:
-                return FieldEmbedding(
-                    f.vocab_size, d, l2=config.embedding_l2, embeddings_initializer=init,
-                    name=f"{prefix}_{f.name}",
-                )
-            return NumericEmbedding(
-                d, embeddings_initializer=init, l2=config.embedding_l2, name=f"{prefix}_{f.name}"
-            )
-
-        input_tables = {f.name: field_embedding(f, "embedding") for f in spec.fields}
+        input_tables = embedding_tables(spec.fields, config)
         # The target item's own embedding and interacting layers only feed attention pooling.
         uses_query = config.pooling == "attention"
-        output_tables = {f.name: field_embedding(f, "output_embedding") for f in item_fields} if uses_query else {}
+        output_tables = embedding_tables(item_fields, config, prefix="output_embedding") if uses_query else {}
         sequence_features = SequenceFeatures(
             spec.max_len, spec.time_unit, use_history=config.use_history, name="sequence_features"
         )
@@ -209,12 +194,7 @@ class FESeq(keras.Model):
             pooling = MeanPooling(name="sequence_pooling")
         else:
             pooling = TargetPooling(name="sequence_pooling")
-        mlp = []
-        for i, units in enumerate(config.mlp_units):
-            mlp.append(keras.layers.Dense(units, name=f"mlp_dense_{i}"))
-            mlp.append(keras.layers.LeakyReLU(name=f"mlp_act_{i}"))
-            mlp.append(keras.layers.Dropout(config.dropout, name=f"mlp_dropout_{i}"))
-        head = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")
+        *mlp, head = output_mlp(config)
 
         # ---- functional model --------------------------------------------------------------
         inputs = build_inputs(spec)
@@ -267,8 +247,7 @@ class FESeq(keras.Model):
         super().__init__(inputs=inputs, outputs=probability, **kwargs)
 
         # ---- config ----------------------------------------------------------------------
-        self.spec = spec
-        self.config = config
+        self._finish(spec, config)
         self._attention_tensors = attention
 
     def attention_model(self) -> keras.Model:
@@ -282,15 +261,3 @@ class FESeq(keras.Model):
         outputs = {"probability": self.outputs[0]}
         outputs.update(self._attention_tensors)
         return keras.Model(self.inputs, outputs, name=f"{self.name}_attention")
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "spec": self.spec.to_dict(),
-            "config": dataclasses.asdict(self.config),
-        }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> FESeq:
-        return cls(**config)

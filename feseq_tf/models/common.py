@@ -1,0 +1,69 @@
+"""Parts FESeq and the baselines share: embedding tables, the output MLP, the config."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import keras
+
+from feseq_tf.config import ModelConfig
+from feseq_tf.layers import FieldEmbedding, NumericEmbedding
+from feseq_tf.schema import DatasetSpec, FieldSpec
+
+
+def embedding_tables(
+    fields: tuple[FieldSpec, ...],
+    config: ModelConfig,
+    prefix: str = "embedding",
+    dim: int | None = None,
+) -> dict[str, keras.layers.Layer]:
+    """One table per field, named ``<prefix>_<field>`` (history lists share it)."""
+    init = keras.initializers.RandomNormal(stddev=config.embedding_stddev)
+    dim = dim or config.embedding_dim
+    tables: dict[str, keras.layers.Layer] = {}
+    for f in fields:
+        if f.is_categorical:
+            tables[f.name] = FieldEmbedding(
+                f.vocab_size,
+                dim,
+                l2=config.embedding_l2,
+                embeddings_initializer=init,
+                name=f"{prefix}_{f.name}",
+            )
+        else:
+            tables[f.name] = NumericEmbedding(
+                dim, embeddings_initializer=init, l2=config.embedding_l2, name=f"{prefix}_{f.name}"
+            )
+    return tables
+
+
+def output_mlp(config: ModelConfig) -> list[keras.layers.Layer]:
+    """The output MLP and head: (Dense, LeakyReLU, Dropout) per unit, sigmoid head."""
+    layers: list[keras.layers.Layer] = []
+    for i, units in enumerate(config.mlp_units):
+        layers.append(keras.layers.Dense(units, name=f"mlp_dense_{i}"))
+        layers.append(keras.layers.LeakyReLU(name=f"mlp_act_{i}"))
+        layers.append(keras.layers.Dropout(config.dropout, name=f"mlp_dropout_{i}"))
+    layers.append(keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="probability"))
+    return layers
+
+
+class SpecModel(keras.Model):
+    """A functional model built from ``(spec, config)``; serialised as those two."""
+
+    def _finish(self, spec: DatasetSpec, config: ModelConfig) -> None:
+        self.spec = spec
+        self.config = config
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "spec": self.spec.to_dict(),
+            "config": dataclasses.asdict(self.config),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SpecModel:
+        return cls(**config)
