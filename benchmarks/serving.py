@@ -6,10 +6,11 @@
 Starts the development model server (``python -m export.serve --enable-batching
 --intra-op-threads 1``; ``--no-batching`` leaves merging off, ``--server-arg`` adds or
 overrides arguments) in its own process on loopback, then sends TF Serving REST
-``predict`` requests of raw rows from ``--concurrency`` client threads, each on its own
-keep-alive connection (a lean HTTP/1.1 client with TCP_NODELAY, as cheap in CPU as the
-clients of a load generator, since they share the machine with the server; every reply
-is parsed as JSON and checked):
+``predict`` requests of raw rows from ``--concurrency`` closed-loop clients, each on its
+own keep-alive connection with TCP_NODELAY, all driven by one event-loop thread (as
+load generators such as wrk are: client threads would contend for Python's GIL and cost
+the machine, which the server shares, as much CPU as the server; every reply is parsed
+as JSON and checked):
 
 1. ``--requests`` requests of one row each: latency p50 / p90 / p99 / max and requests/s;
 2. the same, one client at a time (no queueing): the service time of one request;
@@ -35,6 +36,7 @@ import argparse
 import json
 import os
 import socket
+import selectors
 import subprocess
 import sys
 import tempfile
@@ -159,43 +161,60 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
-class _Connection:
-    """A lean HTTP/1.1 keep-alive client connection (TCP_NODELAY): it sends a prepared
-    request in one ``sendall`` and reads the status line, the headers (Content-Length
-    framing) and the body of the reply, a few times cheaper in CPU than ``http.client``
-    (whose header parsing goes through ``email``). The benchmark's clients share the
-    server's CPUs, so their overhead would otherwise count against the server."""
+class _Exchange:
+    """One keep-alive client connection of the load generator (TCP_NODELAY, non-blocking).
 
-    def __init__(self, port: int, timeout: float = 60.0):
-        self._port = port
-        self._timeout = timeout
-        self._sock: socket.socket | None = None  # connected by the first exchange
+    It sends a prepared request (head and body) and parses the reply incrementally: the
+    status line, the headers (Content-Length framing) and the body. All connections of a
+    phase are driven by one thread through ``selectors`` (as event-loop load generators
+    such as wrk do), so that the clients neither contend for Python's GIL nor cost the
+    machine, which the server shares, more than a few tens of microseconds per request;
+    eight client threads cost about as much CPU as the server itself and their GIL
+    hand-offs add milliseconds to the measured latencies.
+    """
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60.0)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
         self._buf = b""
+        self._out = b""
+        self.started = 0.0
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-        self._sock, self._buf = None, b""
+        self.sock.close()
 
-    def _fill(self) -> None:
-        data = self._sock.recv(1 << 16)
+    def send(self, request: bytes) -> bool:
+        """Start sending ``request``; True when it all went out at once."""
+        self.started = time.perf_counter()
+        self._out = request
+        return self.flush()
+
+    def flush(self) -> bool:
+        """Send what is left of the request; True when nothing is left."""
+        try:
+            sent = self.sock.send(self._out)
+        except BlockingIOError:
+            sent = 0
+        self._out = self._out[sent:]
+        return not self._out
+
+    def receive(self) -> tuple[int, bytes, bool] | None:
+        """Read what arrived; (status, body, server closes) once a reply is complete."""
+        try:
+            data = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return None
         if not data:
             raise ConnectionError("the server closed the connection")
         self._buf += data
-
-    def exchange(self, request: bytes) -> tuple[int, bytes, bool]:
-        """Send ``request`` (head and body); (status, body, server closes)."""
-        if self._sock is None:
-            self._sock = socket.create_connection(("127.0.0.1", self._port), self._timeout)
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock.sendall(request)
-        while (end := self._buf.find(b"\r\n\r\n")) < 0:
-            self._fill()
-        head, self._buf = self._buf[:end].split(b"\r\n"), self._buf[end + 4 :]
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        head = self._buf[:end].split(b"\r\n")
         status_line = head[0].split(None, 2)
         if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/"):
             raise ConnectionError(f"not an HTTP status line: {head[0][:100]!r}")
-        status = int(status_line[1])
         length, close = None, False
         for line in head[1:]:
             name, _, value = line.partition(b":")
@@ -208,10 +227,11 @@ class _Connection:
                 raise ConnectionError(f"unexpected Transfer-Encoding: {value.strip()!r}")
         if length is None:
             raise ConnectionError("a reply without Content-Length")
-        while len(self._buf) < length:
-            self._fill()
-        body, self._buf = self._buf[:length], self._buf[length:]
-        return status, body, close
+        if len(self._buf) < end + 4 + length:
+            return None
+        body = self._buf[end + 4 : end + 4 + length]
+        self._buf = self._buf[end + 4 + length :]
+        return int(status_line[1]), body, close
 
 
 def _requests(port: int, model: str, bodies: list[bytes]) -> list[bytes]:
@@ -231,54 +251,89 @@ def _run_phase(
     concurrency: int,
     server_pid: int | None = None,
 ) -> dict[str, Any]:
-    """Send ``requests`` bodies (cycled) from ``concurrency`` threads; latencies in ms and
-    the server's CPU time per request (a figure that other load on the machine inflates
-    less than latency). Each reply is parsed as JSON and must hold one prediction per
-    row sent."""
-    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    """Send ``requests`` bodies (cycled) from ``concurrency`` closed-loop clients, each on
+    its own keep-alive connection, all driven by this thread; latencies in ms and the
+    server's CPU time per request (a figure that other load on the machine inflates less
+    than latency). Each reply is parsed as JSON and must hold one prediction per row sent."""
     errors: list[str] = []
-    lock = threading.Lock()
+    latencies: list[float] = []
     prepared = _requests(port, model, bodies)
     rows = [len(json.loads(body)["instances"]) for body in bodies]
-    start_barrier = threading.Barrier(concurrency + 1)
+    selector = selectors.DefaultSelector()
+    issued = 0  # requests handed to a connection so far
+    in_flight: dict[_Exchange, int] = {}  # connection -> index of its request
 
-    def client(worker: int) -> None:
-        conn = _Connection(port)
-        start_barrier.wait()
-        for i in range(worker, requests, concurrency):
-            t0 = time.perf_counter()
-            try:
-                status, payload, close = conn.exchange(prepared[i % len(prepared)])
-                latency = (time.perf_counter() - t0) * 1000.0
-                reply = json.loads(payload)
-                if close:
-                    conn.close()
-                predictions = reply.get("predictions") if isinstance(reply, dict) else None
-                if status != 200:
-                    with lock:
-                        errors.append(f"HTTP {status}: {payload[:200]!r}")
-                elif not isinstance(predictions, list) or len(predictions) != rows[i % len(rows)]:
-                    with lock:
-                        errors.append(f"a reply without one prediction per row: {payload[:200]!r}")
-            except (OSError, ValueError) as err:
-                with lock:
-                    errors.append(f"{type(err).__name__}: {err}")
+    def issue(conn: _Exchange | None) -> None:
+        nonlocal issued
+        if issued >= requests:
+            if conn is not None:
+                selector.unregister(conn.sock)
                 conn.close()
-                continue
-            latencies[worker].append(latency)
-        conn.close()
+            return
+        if conn is None:
+            conn = _Exchange(port)
+            selector.register(conn.sock, selectors.EVENT_READ, conn)
+        i, issued = issued, issued + 1
+        in_flight[conn] = i
+        done = conn.send(prepared[i % len(prepared)])
+        selector.modify(conn.sock, selectors.EVENT_READ | (0 if done else selectors.EVENT_WRITE), conn)
 
-    threads = [threading.Thread(target=client, args=(w,)) for w in range(concurrency)]
-    for t in threads:
-        t.start()
+    def fail(conn: _Exchange, message: str) -> None:
+        errors.append(message)
+        in_flight.pop(conn, None)
+        selector.unregister(conn.sock)
+        conn.close()
+        issue(None)  # a fresh connection takes the client's next request
+
     cpu0 = _cpu_seconds(server_pid) if server_pid else None
-    start_barrier.wait()
     t0 = time.perf_counter()
-    for t in threads:
-        t.join()
+    for _ in range(min(concurrency, requests)):
+        issue(None)
+    while in_flight:
+        events = selector.select(timeout=60.0)
+        if not events:
+            for conn in list(in_flight):
+                fail(conn, "TimeoutError: no reply within 60 s")
+            continue
+        for key, mask in events:
+            conn = key.data
+            if conn not in in_flight:
+                continue
+            if mask & selectors.EVENT_WRITE and conn.flush():
+                selector.modify(conn.sock, selectors.EVENT_READ, conn)
+            if not mask & selectors.EVENT_READ:
+                continue
+            try:
+                reply = conn.receive()
+            except (OSError, ValueError) as err:
+                fail(conn, f"{type(err).__name__}: {err}")
+                continue
+            if reply is None:
+                continue
+            latency = (time.perf_counter() - conn.started) * 1000.0
+            status, payload, close = reply
+            i = in_flight.pop(conn)
+            try:
+                parsed = json.loads(payload)
+            except ValueError as err:
+                fail(conn, f"{type(err).__name__}: {err}")
+                continue
+            predictions = parsed.get("predictions") if isinstance(parsed, dict) else None
+            if status != 200:
+                errors.append(f"HTTP {status}: {payload[:200]!r}")
+            elif not isinstance(predictions, list) or len(predictions) != rows[i % len(rows)]:
+                errors.append(f"a reply without one prediction per row: {payload[:200]!r}")
+            else:
+                latencies.append(latency)
+            if close:
+                selector.unregister(conn.sock)
+                conn.close()
+                conn = None
+            issue(conn)
     seconds = time.perf_counter() - t0
     cpu1 = _cpu_seconds(server_pid) if server_pid else None
-    lat = np.array([x for per in latencies for x in per]) if any(latencies) else np.zeros(1)
+    selector.close()
+    lat = np.array(latencies) if latencies else np.zeros(1)
     return {
         "requests": requests,
         "concurrency": concurrency,
