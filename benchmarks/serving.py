@@ -21,7 +21,9 @@ share of unseen ones, histories of 0 to max_len + 2 entries as '^'-joined string
 With neither ``--model-base-path`` nor ``--run-dir`` the model is the paper's Ele.me
 configuration (23 fields, d = 16, 8-head refiner, pooling 128, MLP 1024-512-256) with
 untrained weights over an Ele.me-shaped dataset spec, exported to a temporary
-directory: serving cost does not depend on the weights' values. Any request that does
+directory: serving cost does not depend on the weights' values (``--model-size tiny``
+exports a model too small to cost anything instead: its figures are the floor of the
+server itself, HTTP, JSON, merging and the raw-feature encoder). Any request that does
 not answer 200 counts as an error; the exit status is 1 when there was one.
 
 The clients are closed-loop (each sends its next request when the previous one is
@@ -35,8 +37,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import selectors
+import socket
 import subprocess
 import sys
 import tempfile
@@ -55,8 +57,22 @@ SERVER_START_TIMEOUT_S = 180
 SERVER_THREAD_ARGS = ["--intra-op-threads", "1"]
 
 
-def _eleme_shaped_export(directory: str, precision: str = "float32", vocab_rows: int = 2000) -> str:
-    """Export an untrained paper-size FESeq over an Ele.me-shaped spec; its base path."""
+# --model-size: the paper's Ele.me configuration, or a model too small to cost anything,
+# whose figures are those of the server itself (HTTP, JSON, batching, raw-feature encoder).
+MODEL_SIZES = {
+    "paper": {},
+    "tiny": dict(
+        embedding_dim=4, input_interaction_layers=1, target_interaction_layers=1,
+        transformer_heads=2, pooling_hidden=8, mlp_units=[16],
+    ),
+}
+
+
+def _eleme_shaped_export(
+    directory: str, precision: str = "float32", vocab_rows: int = 2000, size: str = "paper"
+) -> str:
+    """Export an untrained FESeq (``MODEL_SIZES[size]``) over an Ele.me-shaped spec; its
+    base path."""
     import keras
 
     from benchmarks.train_throughput import eleme_shaped_spec
@@ -80,7 +96,7 @@ def _eleme_shaped_export(directory: str, precision: str = "float32", vocab_rows:
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
-        model = FESeq(spec, ModelConfig(), name="feseq")
+        model = FESeq(spec, ModelConfig(**MODEL_SIZES[size]), name="feseq")
     finally:
         keras.config.set_dtype_policy(previous)
     base = os.path.join(directory, "export", "feseq")
@@ -388,7 +404,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=("float32", "mixed_bfloat16"),
         default="float32",
-        help="compute precision of the untrained paper-size model (default: float32)",
+        help="compute precision of the untrained model (default: float32)",
+    )
+    p.add_argument(
+        "--model-size",
+        choices=sorted(MODEL_SIZES),
+        default="paper",
+        help="the untrained model: the paper's Ele.me configuration, or 'tiny' (d = 4, "
+        "one interacting layer, MLP 16), whose figures are the server's own floor "
+        "(default: paper)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -420,9 +444,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             base = os.path.dirname(export_run(args.run_dir, tmp))
             model_desc = f"run {args.run_dir}"
         else:
-            print("exporting an untrained paper-size FESeq (Ele.me shape)...", flush=True)
-            base = _eleme_shaped_export(tmp, args.precision)
-            model_desc = f"paper Ele.me configuration, untrained weights, {args.precision}"
+            print(f"exporting an untrained {args.model_size} FESeq (Ele.me shape)...", flush=True)
+            base = _eleme_shaped_export(tmp, args.precision, size=args.model_size)
+            what = "paper Ele.me configuration" if args.model_size == "paper" else "tiny model"
+            model_desc = f"{what}, untrained weights, {args.precision}"
         from export.serve import latest_version
 
         version, version_dir = latest_version(base)

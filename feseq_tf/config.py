@@ -33,6 +33,9 @@ class ModelConfig:
         embedding_dim: int. d, the field embedding size (Table 11 sweeps it).
         input_interaction_layers: int. M, AutoInt layers over all fields (0 = "w/o Int").
         target_interaction_layers: int. N, AutoInt layers over the target item fields.
+        share_target_embedding: bool. Embed the target item's fields for the pooling
+            query with the input tables that also embed the history (False = the paper's
+            separate output embedding table).
         interaction_heads: int. Heads of the interacting layers (paper: 1).
         nonseq_in_interaction: bool. Broadcast the non-sequential fields into the
             interacting layer (False = "w/o Non-seq Feats", Table 5).
@@ -58,6 +61,7 @@ class ModelConfig:
     embedding_dim: int = 16
     input_interaction_layers: int = 2
     target_interaction_layers: int = 2
+    share_target_embedding: bool = False
     interaction_heads: int = 1
     nonseq_in_interaction: bool = True
     use_history: bool = True

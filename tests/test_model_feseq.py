@@ -154,6 +154,7 @@ ABLATIONS = {
     "no_history": dict(use_history=False),
     "depth_3_1": dict(input_interaction_layers=3, target_interaction_layers=1),
     "layer_norm": dict(transformer_layer_norm=True),
+    "shared_target_embedding": dict(share_target_embedding=True),
 }
 
 
@@ -204,3 +205,39 @@ def test_bfloat16_policy_gives_float32_probabilities(spec):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert p.dtype == np.float32 and np.all(np.isfinite(p))
+
+
+def _table_paths(model: keras.Model) -> set[str]:
+    return {w.path for w in model.weights if "embedding" in w.path and w.path.endswith("embeddings")}
+
+
+def test_shared_target_embedding_queries_with_the_history_tables(spec, tmp_path):
+    keras.utils.set_random_seed(0)
+    separate = FESeq(spec, tiny_config())
+    shared = FESeq(spec, tiny_config(share_target_embedding=True))
+    output_tables = {p for p in _table_paths(separate) if "output_embedding" in p}
+    assert len(output_tables) == 3  # item_id, category and the numeric rank
+    assert not any("output_embedding" in p for p in _table_paths(shared))
+    item_rows = sum(f.vocab_size for f in spec.target_item_fields if f.is_categorical)
+    item_numeric = sum(not f.is_categorical for f in spec.target_item_fields)
+    assert separate.count_params() - shared.count_params() == 4 * (item_rows + item_numeric)
+
+    # The query reads the input table: a row that only the target item uses moves the
+    # pooling attention of the shared model, and leaves the separate model's query alone.
+    randomize_weights(shared)
+    x = tiny_batch(spec)
+    x["item_id"][:] = 10
+    x["item_id_list"] = np.where(x["item_id_list"] == 10, 9, x["item_id_list"]).astype("int32")
+    table = next(w for w in shared.weights if w.path.endswith("embeddings") and "item_id" in w.path)
+    before = shared.attention_model().predict(x, verbose=0)["pooling_attention"]
+    values = table.numpy()
+    values[10] = -values[10]
+    table.assign(values)
+    after = shared.attention_model().predict(x, verbose=0)["pooling_attention"]
+    assert np.abs(after - before)[1].max() > 1e-4  # row 1: full history
+
+    path = os.path.join(tmp_path, "shared.keras")
+    shared.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.config.share_target_embedding is True
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), shared.predict(x, verbose=0), rtol=1e-6)

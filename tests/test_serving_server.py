@@ -467,6 +467,20 @@ def test_benchmark_client_speaks_http_to_the_server(server, rows):
     assert result["errors"] == 0 and result["requests"] == 6, result["first_errors"]
     bad = bench._run_phase(port, "feseq", [b'{"instances": []}'], requests=2, concurrency=1)
     assert bad["errors"] == 2 and "HTTP 400" in bad["first_errors"][0]
+    more_clients = bench._run_phase(port, "feseq", bodies, requests=3, concurrency=8)
+    assert more_clients["errors"] == 0 and more_clients["requests"] == 3
+
+
+def test_benchmark_model_sizes_are_valid_configs():
+    from benchmarks import serving as bench
+    from feseq_tf.config import ModelConfig
+
+    assert set(bench.MODEL_SIZES) == {"paper", "tiny"}
+    assert ModelConfig(**bench.MODEL_SIZES["paper"]) == ModelConfig()
+    tiny = ModelConfig(**bench.MODEL_SIZES["tiny"])
+    assert tiny.embedding_dim < ModelConfig().embedding_dim
+    args = bench.build_parser().parse_args(["--model-size", "tiny"])
+    assert args.model_size == "tiny"
 
 
 def test_expect_100_continue_is_answered_before_the_body(server, rows):

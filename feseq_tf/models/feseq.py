@@ -11,7 +11,8 @@ is the last position), F = 23 fields, d = 16, model_dim = F*d + 2d = 400.
 3. Sequence refiner: fields flattened to [B, T, F*d], positional (reverse time order)
    and linear time-interval embeddings, one causal Transformer layer, eq. 4-8.
 4. Target item interacting layer: N AutoInt layers over the target item's fields from a
-   separate output embedding table -> e_out.
+   separate output embedding table (or, with ``share_target_embedding``, the input
+   tables) -> e_out.
 5. Sequence pooling: scaled bilinear attention with e_out as the query, eq. 9-12.
 6. Output: concat(pooled, non-sequential embeddings) -> MLP (LeakyReLU, dropout) -> sigmoid.
 
@@ -155,7 +156,12 @@ class FESeq(SpecModel):
         input_tables = embedding_tables(spec.fields, config)
         # The target item's own embedding and interacting layers only feed attention pooling.
         uses_query = config.pooling == "attention"
-        output_tables = embedding_tables(item_fields, config, prefix="output_embedding") if uses_query else {}
+        if not uses_query:
+            output_tables = {}
+        elif config.share_target_embedding:  # the history's own tables embed the query
+            output_tables = {f.name: input_tables[f.name] for f in item_fields}
+        else:
+            output_tables = embedding_tables(item_fields, config, prefix="output_embedding")
         sequence_features = SequenceFeatures(
             spec.max_len, spec.time_unit, use_history=config.use_history, name="sequence_features"
         )
