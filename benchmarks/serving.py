@@ -14,7 +14,10 @@ as JSON and checked):
 
 1. ``--requests`` requests of one row each: latency p50 / p90 / p99 / max and requests/s;
 2. the same, one client at a time (no queueing): the service time of one request;
-3. ``--large-requests`` requests of ``--large-batch`` rows: rows/s.
+3. ``--large-requests`` requests of ``--large-batch`` rows: rows/s;
+4. with the server stopped, one ``serving_default`` call in this process (inputs already
+   tensors, one thread per op as in the server) at 1, 8 and ``--large-batch`` rows: what
+   the model itself costs, apart from HTTP, JSON and merging.
 
 Rows are random raw rows of the model's request contract (vocabulary values with a
 share of unseen ones, histories of 0 to max_len + 2 entries as '^'-joined strings).
@@ -279,26 +282,38 @@ def _run_phase(
     issued = 0  # requests handed to a connection so far
     in_flight: dict[_Exchange, int] = {}  # connection -> index of its request
 
-    def issue(conn: _Exchange | None) -> None:
-        nonlocal issued
-        if issued >= requests:
-            if conn is not None:
-                selector.unregister(conn.sock)
-                conn.close()
-            return
-        if conn is None:
-            conn = _Exchange(port)
-            selector.register(conn.sock, selectors.EVENT_READ, conn)
-        i, issued = issued, issued + 1
-        in_flight[conn] = i
-        done = conn.send(prepared[i % len(prepared)])
-        selector.modify(conn.sock, selectors.EVENT_READ | (0 if done else selectors.EVENT_WRITE), conn)
-
-    def fail(conn: _Exchange, message: str) -> None:
-        errors.append(message)
+    def drop(conn: _Exchange) -> None:
         in_flight.pop(conn, None)
         selector.unregister(conn.sock)
         conn.close()
+
+    def issue(conn: _Exchange | None) -> None:
+        """Send the next request on ``conn`` (a new connection when None), or close it
+        when all requests are out. A request that cannot be sent counts as an error."""
+        nonlocal issued
+        while issued < requests:
+            i, issued = issued, issued + 1
+            try:
+                if conn is None:
+                    conn = _Exchange(port)
+                    selector.register(conn.sock, selectors.EVENT_READ, conn)
+                in_flight[conn] = i
+                done = conn.send(prepared[i % len(prepared)])
+            except OSError as err:
+                errors.append(f"{type(err).__name__}: {err}")
+                if conn is not None:
+                    drop(conn)
+                    conn = None
+                continue
+            events = selectors.EVENT_READ | (0 if done else selectors.EVENT_WRITE)
+            selector.modify(conn.sock, events, conn)
+            return
+        if conn is not None:
+            drop(conn)
+
+    def fail(conn: _Exchange, message: str) -> None:
+        errors.append(message)
+        drop(conn)
         issue(None)  # a fresh connection takes the client's next request
 
     cpu0 = _cpu_seconds(server_pid) if server_pid else None
@@ -315,11 +330,11 @@ def _run_phase(
             conn = key.data
             if conn not in in_flight:
                 continue
-            if mask & selectors.EVENT_WRITE and conn.flush():
-                selector.modify(conn.sock, selectors.EVENT_READ, conn)
-            if not mask & selectors.EVENT_READ:
-                continue
             try:
+                if mask & selectors.EVENT_WRITE and conn.flush():
+                    selector.modify(conn.sock, selectors.EVENT_READ, conn)
+                if not mask & selectors.EVENT_READ:
+                    continue
                 reply = conn.receive()
             except (OSError, ValueError) as err:
                 fail(conn, f"{type(err).__name__}: {err}")
@@ -342,8 +357,7 @@ def _run_phase(
             else:
                 latencies.append(latency)
             if close:
-                selector.unregister(conn.sock)
-                conn.close()
+                drop(conn)
                 conn = None
             issue(conn)
     seconds = time.perf_counter() - t0
@@ -367,6 +381,33 @@ def _run_phase(
             else None
         ),
     }
+
+
+def _model_call_ms(version_dir: str, rows: list[dict[str, Any]], batches: Sequence[int],
+                   calls: int = 100) -> dict[str, float]:
+    """Wall ms of one ``serving_default`` call in this process (inputs already tensors,
+    no HTTP, JSON or merging), per batch size: what the server's model calls cost."""
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(version_dir).signatures["serving_default"]
+    _, specs = fn.structured_input_signature
+    out = {}
+    for batch in batches:
+        chunk = [rows[i % len(rows)] for i in range(batch)]
+        feeds = {
+            n: tf.constant(
+                np.array([r[n] for r in chunk], dtype=object if spec.dtype == tf.string else None),
+                dtype=spec.dtype,
+            )
+            for n, spec in specs.items()
+        }
+        for _ in range(10):
+            fn(**feeds)
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn(**feeds)
+        out[f"batch_{batch}"] = round((time.perf_counter() - t0) * 1000.0 / calls, 2)
+    return out
 
 
 def _bodies(rows: list[dict[str, Any]], batch: int, count: int) -> list[bytes]:
@@ -435,6 +476,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("requests", "concurrency", "large_batch", "large_requests"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1")
+    import tensorflow as tf
+
+    # The in-process model calls (the last phase) run as the server's: one thread per op.
+    tf.config.threading.set_intra_op_parallelism_threads(1)
     with tempfile.TemporaryDirectory(prefix="feseq_serving_bench_") as tmp:
         if args.model_base_path:
             base, model_desc = args.model_base_path, args.model_base_path
@@ -482,6 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+        results["model_call_ms"] = _model_call_ms(version_dir, rows, (1, 8, args.large_batch))
     big = results[f"batch_{args.large_batch}"]
     big["rows_per_s"] = round(big["requests_per_s"] * args.large_batch, 1)
     errors = sum(r["errors"] for k, r in results.items() if k.startswith("batch_"))
@@ -503,6 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{key:<22}{r['requests']:>9}{r['concurrency']:>8}{r['p50_ms']:>9}{r['p99_ms']:>9}"
             f"{r['max_ms']:>9}{r['requests_per_s']:>9}{rows_s:>10}{str(cpu):>19}{r['errors']:>8}"
         )
+    calls = ", ".join(f"{k.split('_')[1]} rows {v} ms" for k, v in results["model_call_ms"].items())
+    print(f"one serving_default call in-process, one thread per op (no HTTP, JSON, merging): {calls}")
     print(json.dumps(results))
     if args.output:
         with open(args.output, "w") as fh:

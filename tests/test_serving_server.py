@@ -471,6 +471,17 @@ def test_benchmark_client_speaks_http_to_the_server(server, rows):
     assert more_clients["errors"] == 0 and more_clients["requests"] == 3
 
 
+def test_benchmark_client_counts_refused_connections_as_errors():
+    from benchmarks import serving as bench
+
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    body = json.dumps({"instances": [{"x": 1}]}).encode()
+    result = bench._run_phase(port, "feseq", [body], requests=5, concurrency=2)
+    assert result["errors"] == 5 and "ConnectionRefusedError" in result["first_errors"][0]
+
+
 def test_benchmark_model_sizes_are_valid_configs():
     from benchmarks import serving as bench
     from feseq_tf.config import ModelConfig
