@@ -130,13 +130,22 @@ def prepare_dataset(args: argparse.Namespace) -> tuple[str, str]:
     out = os.path.join(args.data_dir, ds)
     if os.path.exists(os.path.join(out, SPEC_FILE)):
         if ds == "synthetic":
-            made = DatasetSpec.load(out).extra.get("generator", {})
+            from pipelines.synthetic import TIME_UNIT_MINUTES
+
+            prepared = DatasetSpec.load(out)
+            made = prepared.extra.get("generator", {})
             asked = {"num_rows": args.synthetic_rows, "seed": args.synthetic_seed}
             differ = {k: v for k, v in asked.items() if v is not None and made.get(k) != v}
             if differ:
                 raise SystemExit(
                     f"{out} holds synthetic data with {made.get('num_rows')} rows and seed "
                     f"{made.get('seed')}, not {differ}: pass another --data-dir or delete it."
+                )
+            if prepared.time_unit != TIME_UNIT_MINUTES:
+                raise SystemExit(
+                    f"{out} was prepared with time intervals in units of {prepared.time_unit:g} "
+                    f"minutes, not the current {TIME_UNIT_MINUTES:g}: delete it to regenerate "
+                    f"it, or train on it as it is with --dataset {out}."
                 )
         return ds, out
     if ds == "synthetic":

@@ -99,6 +99,11 @@ DEFAULT_MAX_LEN = 10
 DEFAULT_TARGET_CTR = 0.04
 DEFAULT_UNKNOWN_FRAC = 0.002
 MIN_ROWS = 50
+# Time intervals reach the model in hours (``times`` is in minutes): the refiner's time
+# embedding has one row per whole unit, and at minute resolution its up to 4,000 rows
+# are each seen too rarely in 200k samples to learn the generator's smooth decay; FESeq
+# then does better without the time embedding at all (README, "Ablations").
+TIME_UNIT_MINUTES = 60.0
 MAX_ROWS = 10_000_000
 
 GENERATOR_FILE = "generator.json"
@@ -1084,6 +1089,7 @@ def prepare(
     min_count: int | None = None,
     num_shards: int | None = None,
     progress: bool = True,
+    time_unit: float = TIME_UNIT_MINUTES,
 ) -> Any:
     """Run the Ele.me pipeline on synthetic raw files (all rows kept: ``sample_frac=1``).
 
@@ -1095,6 +1101,8 @@ def prepare(
             of the generator's ``num_rows``.
         num_shards: int. TFRecord shards per split. Defaults to the pipeline's choice.
         progress: bool. Print progress. Defaults to True.
+        time_unit: float. Minutes per time-interval unit recorded in the spec.
+            Defaults to ``TIME_UNIT_MINUTES`` (60: intervals in hours).
 
     Returns:
         The pipeline's ``PrepareResult``; its spec is named ``"synthetic"`` and its
@@ -1107,7 +1115,7 @@ def prepare(
     min_count = default_min_count(info["num_rows"]) if min_count is None else min_count
     result = eleme.prepare(
         raw_dir, out_dir, days=tuple(info["days"]), sample_frac=1.0, max_len=max_len,
-        min_count=min_count, seed=info["seed"], time_unit=1.0, time_clip=4000,
+        min_count=min_count, seed=info["seed"], time_unit=time_unit, time_clip=4000,
         num_shards=num_shards, progress=progress, name=DATASET_NAME,
     )
     # Record the generator in the spec (provenance; the oracle ceiling's parameters).
@@ -1130,6 +1138,7 @@ def make_synthetic_dataset(
     min_count: int | None = None,
     num_shards: int | None = None,
     progress: bool = True,
+    time_unit: float = TIME_UNIT_MINUTES,
     **generate_kwargs: Any,
 ) -> Any:
     """Generate raw files into ``<out_dir>/raw`` and prepare them into ``out_dir``.
@@ -1143,6 +1152,7 @@ def make_synthetic_dataset(
         min_count: int. Vocabulary min count. Defaults to :func:`default_min_count`.
         num_shards: int. TFRecord shards per split. Defaults to the pipeline's choice.
         progress: bool. Print progress. Defaults to True.
+        time_unit: float. Minutes per time-interval unit (see :func:`prepare`).
         **generate_kwargs: Further :func:`generate` arguments (``target_ctr``,
             ``unknown_frac``, ``days``, effect strengths).
 
@@ -1160,7 +1170,7 @@ def make_synthetic_dataset(
         print(f"synthetic: wrote {info['num_rows']} raw rows into {raw_dir} "
               f"(CTR {info['realized_ctr']:.4f}, {info['total_seconds']:.1f} s)", flush=True)
     return prepare(raw_dir, out_dir, max_len=max_len, min_count=min_count,
-                   num_shards=num_shards, progress=progress)
+                   num_shards=num_shards, progress=progress, time_unit=time_unit)
 
 
 # ---------------------------------------------------------------------------------
@@ -1322,6 +1332,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
     p.add_argument("--max-len", type=int, default=DEFAULT_MAX_LEN, help="history length (default 10)")
     p.add_argument("--min-count", type=int, help="vocabulary min count (default: 10 from 100k rows)")
+    p.add_argument("--time-unit", type=float, default=TIME_UNIT_MINUTES,
+                   help=f"minutes per time-interval unit in the dataset spec (default {TIME_UNIT_MINUTES:g})")
     p.add_argument("--raw-only", action="store_true", help="only write the raw and oracle files into OUT")
     p.add_argument("--report", action="store_true",
                    help="print oracle AUC, single-field LR AUC, captured lift and per-term AUCs")
@@ -1338,8 +1350,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         info = generate(args.out, num_rows=args.rows, seed=args.seed, max_len=args.max_len, **strengths)
         print(json.dumps({k: info[k] for k in ("files", "realized_ctr", "total_seconds")}))
         return info
+    if not args.time_unit > 0:
+        raise SystemExit(f"--time-unit must be > 0, got {args.time_unit}.")
     result = make_synthetic_dataset(args.out, num_rows=args.rows, seed=args.seed, max_len=args.max_len,
-                                    min_count=args.min_count, **strengths)
+                                    min_count=args.min_count, time_unit=args.time_unit, **strengths)
     out: dict[str, Any] = {"spec": result.spec.to_dict()}
     print(json.dumps({"out": args.out, "split_sizes": result.spec.split_sizes,
                       "ctr": result.report.get("ctr")}), flush=True)

@@ -118,6 +118,7 @@ def test_rows_with_unknown_codes_are_dropped_by_the_pipeline(raw_dir) -> None:
     assert info["world"]["unknown_rows"] == round(0.02 * TINY)
     assert result.spec.name == "synthetic"
     assert result.spec.has_oracle
+    assert result.spec.time_unit == 60.0  # raw times are minutes; intervals reach the model in hours
 
 
 def test_pipeline_histories_match_the_generator(raw_dir) -> None:
@@ -272,6 +273,14 @@ def test_main_writes_raw_files(tmp_path) -> None:
     with open(os.path.join(out, synthetic.GENERATOR_FILE)) as fh:
         assert json.load(fh)["num_rows"] == TINY
     assert dataclasses.asdict(synthetic.Effects(history_shop=0.0)) == info["effects"]
+
+
+def test_main_records_the_time_unit_in_the_spec(tmp_path) -> None:
+    out = str(tmp_path / "minutes")
+    result = synthetic.main(["--out", out, "--rows", str(TINY), "--seed", "1", "--time-unit", "1"])
+    assert result["spec"]["time_unit"] == 1.0
+    with pytest.raises(SystemExit, match="time-unit"):
+        synthetic.main(["--out", str(tmp_path / "bad"), "--rows", str(TINY), "--time-unit", "0"])
 
 
 # ---- quality -----------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """End-to-end tests of the training and evaluation entry points on tiny synthetic data."""
 
+import dataclasses
 import json
 import math
 import os
@@ -101,3 +102,18 @@ def test_existing_synthetic_data_of_another_size_is_not_silently_reused(tiny_tra
     with pytest.raises(SystemExit, match="pass another --data-dir"):
         train.main(["--data-dir", data_dir, "--synthetic-rows", "12345",
                     "--output-dir", str(tmp_path / "r")])
+
+
+def test_existing_synthetic_data_of_another_time_unit_is_not_silently_reused(tiny_trained_run, tmp_path):
+    import shutil
+
+    from feseq_tf import train
+    from feseq_tf.schema import DatasetSpec
+
+    data_dir = str(tmp_path / "data")
+    shutil.copytree(tiny_trained_run.dataset_dir, os.path.join(data_dir, "synthetic"))
+    spec = DatasetSpec.load(os.path.join(data_dir, "synthetic"))
+    assert spec.time_unit == 60.0  # what the pipeline writes
+    dataclasses.replace(spec, time_unit=1.0).save(os.path.join(data_dir, "synthetic"))
+    with pytest.raises(SystemExit, match="units of 1 minutes"):
+        train.main(["--data-dir", data_dir, "--output-dir", str(tmp_path / "r")])
