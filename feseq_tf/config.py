@@ -35,7 +35,8 @@ class ModelConfig:
         target_interaction_layers: int. N, AutoInt layers over the target item fields.
         share_target_embedding: bool. Embed the target item's fields for the pooling
             query with the input tables that also embed the history (False = the paper's
-            separate output embedding table).
+            separate output embedding table). With ``embedding_l2`` > 0 the query lookup
+            adds its own penalty term, so the target's rows count twice in the L2.
         interaction_heads: int. Heads of the interacting layers (paper: 1).
         nonseq_in_interaction: bool. Broadcast the non-sequential fields into the
             interacting layer (False = "w/o Non-seq Feats", Table 5).
