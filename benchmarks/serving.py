@@ -65,8 +65,12 @@ SERVER_THREAD_ARGS = ["--intra-op-threads", "1"]
 MODEL_SIZES = {
     "paper": {},
     "tiny": dict(
-        embedding_dim=4, input_interaction_layers=1, target_interaction_layers=1,
-        transformer_heads=2, pooling_hidden=8, mlp_units=[16],
+        embedding_dim=4,
+        input_interaction_layers=1,
+        target_interaction_layers=1,
+        transformer_heads=2,
+        pooling_hidden=8,
+        mlp_units=[16],
     ),
 }
 
@@ -383,8 +387,9 @@ def _run_phase(
     }
 
 
-def _model_call_ms(version_dir: str, rows: list[dict[str, Any]], batches: Sequence[int],
-                   calls: int = 100) -> dict[str, float]:
+def _model_call_ms(
+    version_dir: str, rows: list[dict[str, Any]], batches: Sequence[int], calls: int = 100
+) -> dict[str, float]:
     """Wall ms of one ``serving_default`` call in this process (inputs already tensors,
     no HTTP, JSON or merging), per batch size: what the server's model calls cost."""
     import tensorflow as tf
@@ -550,7 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{r['max_ms']:>9}{r['requests_per_s']:>9}{rows_s:>10}{str(cpu):>19}{r['errors']:>8}"
         )
     calls = ", ".join(f"{k.split('_')[1]} rows {v} ms" for k, v in results["model_call_ms"].items())
-    print(f"one serving_default call in-process, one thread per op (no HTTP, JSON, merging): {calls}")
+    print(
+        f"one serving_default call in-process, one thread per op (no HTTP, JSON, merging): {calls}"
+    )
     print(json.dumps(results))
     if args.output:
         with open(args.output, "w") as fh:

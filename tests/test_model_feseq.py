@@ -241,4 +241,3 @@ def test_shared_target_embedding_queries_with_the_history_tables(spec, tmp_path)
     loaded = keras.saving.load_model(path)
     assert loaded.config.share_target_embedding is True
     np.testing.assert_allclose(loaded.predict(x, verbose=0), shared.predict(x, verbose=0), rtol=1e-6)
-
