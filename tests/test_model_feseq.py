@@ -222,8 +222,8 @@ def test_shared_target_embedding_queries_with_the_history_tables(spec, tmp_path)
     item_numeric = sum(not f.is_categorical for f in spec.target_item_fields)
     assert separate.count_params() - shared.count_params() == 4 * (item_rows + item_numeric)
 
-    # The query reads the input table: a row that only the target item uses moves the
-    # pooling attention of the shared model, and leaves the separate model's query alone.
+    # The query reads the input table: changing a row of it that only the target item
+    # uses (not the history) moves the shared model's pooling attention.
     randomize_weights(shared)
     x = tiny_batch(spec)
     x["item_id"][:] = 10
