@@ -8,6 +8,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from feseq_tf.layers.initializers import clone_initializer
+
 
 @keras.saving.register_keras_serializable(package="feseq_tf")
 class MaskedSelfAttention(keras.layers.Layer):
@@ -79,10 +81,15 @@ class MaskedSelfAttention(keras.layers.Layer):
             )
         self._width = width
         self._head_dim = width // self.num_heads
-        dense = {"kernel_initializer": self.kernel_initializer, "dtype": self.dtype_policy}
-        self._qkv = keras.layers.Dense(3 * width, name="qkv", **dense)
+        def dense(units: int, name: str) -> keras.layers.Dense:
+            init = clone_initializer(self.kernel_initializer, name, self.seed)
+            return keras.layers.Dense(
+                units, kernel_initializer=init, name=name, dtype=self.dtype_policy
+            )
+
+        self._qkv = dense(3 * width, "qkv")
         self._qkv.build((None, width))
-        self._output = keras.layers.Dense(width, name="output", **dense)
+        self._output = dense(width, "output")
         self._output.build((None, width))
         self._softmax = keras.layers.Softmax(axis=-1, name="softmax", dtype="float32")
         self._dropout = keras.layers.Dropout(

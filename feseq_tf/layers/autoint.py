@@ -8,6 +8,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from feseq_tf.layers.initializers import clone_initializer
+
 
 @keras.saving.register_keras_serializable(package="feseq_tf")
 class AutoIntLayer(keras.layers.Layer):
@@ -106,7 +108,7 @@ class AutoIntLayer(keras.layers.Layer):
             return self.add_weight(
                 name=f"{name}_kernel",
                 shape=(dim, self._units),
-                initializer=self.kernel_initializer,
+                initializer=clone_initializer(self.kernel_initializer, name, self.seed),
             )
 
         self._dim = dim
@@ -118,7 +120,7 @@ class AutoIntLayer(keras.layers.Layer):
             self._residual = keras.layers.Dense(
                 self._units,
                 use_bias=False,
-                kernel_initializer=self.kernel_initializer,
+                kernel_initializer=clone_initializer(self.kernel_initializer, "residual", self.seed),
                 name="residual",
                 dtype=self.dtype_policy,
             )

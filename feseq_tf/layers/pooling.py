@@ -8,6 +8,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from feseq_tf.layers.initializers import clone_initializer
+
 ATTENTION_TYPES = ("bilinear", "dot", "din")
 _REQUIREMENTS = {
     "hidden_units": "a positive integer",
@@ -220,7 +222,8 @@ class BilinearAttentionPooling(_SequencePooling):
         return self.output_units or keys_shape[-1]
 
     def _dense(self, units, name, shape, use_bias=True, **kwargs) -> keras.layers.Dense:
-        kwargs.setdefault("kernel_initializer", self.kernel_initializer)
+        init = kwargs.pop("kernel_initializer", self.kernel_initializer)
+        kwargs["kernel_initializer"] = clone_initializer(init, name, self.seed)
         layer = keras.layers.Dense(
             units, use_bias=use_bias, name=name, dtype=self.dtype_policy, **kwargs
         )

@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 from feseq_tf.layers.attention import MaskedSelfAttention
+from feseq_tf.layers.initializers import clone_initializer
 
 COMBINE_MODES = ("concat", "add")
 _CONFIG_KEYS = (
@@ -183,7 +184,7 @@ class TimeAwareTransformer(keras.layers.Layer):
         common = {"dtype": self.dtype_policy}
 
         def table(rows: int, name: str) -> keras.layers.Embedding:
-            init = self.embeddings_initializer
+            init = clone_initializer(self.embeddings_initializer, name, self.seed)
             layer = keras.layers.Embedding(rows, emb_dim, init, name=name, **common)
             layer.build()
             return layer
@@ -194,19 +195,22 @@ class TimeAwareTransformer(keras.layers.Layer):
         if self.use_time:
             self._time_embedding = table(self.time_clip + 1, "time_embedding")
         seq_shape = (inputs_shape[0], steps, width)
-        dense = {"kernel_initializer": self.kernel_initializer, **common}
         units, self._blocks = self.ffn_units or width, []
+
+        def dense(name: str) -> dict[str, Any]:
+            init = clone_initializer(self.kernel_initializer, name, self.seed)
+            return {"kernel_initializer": init, "name": name, **common}
+
         for i in range(self.num_layers):
             block = {
                 "attention": MaskedSelfAttention(
                     self.num_heads,
                     dropout=self.attention_dropout,
                     seed=self.seed,
-                    name=f"attention_{i}",
-                    **dense,
+                    **dense(f"attention_{i}"),
                 ),
-                "ffn_inner": keras.layers.Dense(units, name=f"ffn_inner_{i}", **dense),
-                "ffn_outer": keras.layers.Dense(width, name=f"ffn_outer_{i}", **dense),
+                "ffn_inner": keras.layers.Dense(units, **dense(f"ffn_inner_{i}")),
+                "ffn_outer": keras.layers.Dense(width, **dense(f"ffn_outer_{i}")),
                 "dropout": keras.layers.Dropout(
                     self.dropout, seed=self.seed, name=f"dropout_{i}", **common
                 ),

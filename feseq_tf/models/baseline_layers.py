@@ -12,6 +12,7 @@ import keras
 from keras import ops
 
 from feseq_tf.layers import Dice
+from feseq_tf.layers.initializers import clone_initializer
 
 
 def _positive_ints(value: Any) -> bool:
@@ -122,7 +123,10 @@ class DINAttention(keras.layers.Layer):
         self._mlp: list[keras.layers.Layer] = []
         for i, units in enumerate(self.hidden_units):
             dense = keras.layers.Dense(
-                units, kernel_initializer=self.kernel_initializer, name=f"dense_{i}", **common
+                units,
+                kernel_initializer=clone_initializer(self.kernel_initializer, f"dense_{i}"),
+                name=f"dense_{i}",
+                **common,
             )
             dense.build(shape)
             shape = shape[:-1] + (units,)
@@ -130,7 +134,10 @@ class DINAttention(keras.layers.Layer):
             dice.build(shape)
             self._mlp += [dense, dice]
         self._score = keras.layers.Dense(
-            1, kernel_initializer=self.kernel_initializer, name="score", **common
+            1,
+            kernel_initializer=clone_initializer(self.kernel_initializer, "score"),
+            name="score",
+            **common,
         )
         self._score.build(shape)
 
@@ -235,24 +242,28 @@ class PositionalAttention(keras.layers.Layer):
                 f"got keys_shape={keys_shape}."
             )
         common = {"dtype": self.dtype_policy}
-        dense = {"kernel_initializer": self.kernel_initializer, **common}
+
+        def dense(name: str) -> dict[str, Any]:
+            init = clone_initializer(self.kernel_initializer, name)
+            return {"kernel_initializer": init, "name": name, **common}
+
         self._positions = keras.layers.Embedding(
             self.max_len + 1,
             self.position_dim,
-            self.embeddings_initializer,
+            clone_initializer(self.embeddings_initializer, "position_embedding"),
             name="position_embedding",
             **common,
         )
         self._positions.build()
-        self._key = keras.layers.Dense(self.units, name="key", **dense)
+        self._key = keras.layers.Dense(self.units, **dense("key"))
         self._key.build(keys_shape)
-        self._position = keras.layers.Dense(self.units, use_bias=False, name="position", **dense)
+        self._position = keras.layers.Dense(self.units, use_bias=False, **dense("position"))
         self._position.build((self.max_len, self.position_dim))
         self._query = None
         if query_shape is not None:
-            self._query = keras.layers.Dense(self.units, use_bias=False, name="query", **dense)
+            self._query = keras.layers.Dense(self.units, use_bias=False, **dense("query"))
             self._query.build(tuple(query_shape))
-        self._logit = keras.layers.Dense(1, use_bias=False, name="logit", **dense)
+        self._logit = keras.layers.Dense(1, use_bias=False, **dense("logit"))
         self._logit.build(keys_shape[:-1] + (self.units,))
         self._softmax = keras.layers.Softmax(axis=-1, name="softmax", dtype="float32")
 

@@ -9,6 +9,7 @@ import keras
 
 from feseq_tf.config import ModelConfig
 from feseq_tf.layers import FieldEmbedding, NumericEmbedding
+from feseq_tf.layers.initializers import clone_initializer
 from feseq_tf.schema import DatasetSpec, FieldSpec
 
 
@@ -28,14 +29,34 @@ def embedding_tables(
                 f.vocab_size,
                 dim,
                 l2=config.embedding_l2,
-                embeddings_initializer=init,
+                embeddings_initializer=clone_initializer(init, f"{prefix}_{f.name}"),
                 name=f"{prefix}_{f.name}",
             )
         else:
             tables[f.name] = NumericEmbedding(
-                dim, embeddings_initializer=init, l2=config.embedding_l2, name=f"{prefix}_{f.name}"
+                dim,
+                embeddings_initializer=clone_initializer(init, f"{prefix}_{f.name}"),
+                l2=config.embedding_l2,
+                name=f"{prefix}_{f.name}",
             )
     return tables
+
+
+def model_spec_and_config(
+    spec: DatasetSpec | dict, config: ModelConfig | dict | None
+) -> tuple[DatasetSpec, ModelConfig]:
+    """The dataset spec a model reads and its config, from either form.
+
+    With ``config.use_feedback`` False the spec loses its history-only fields (the
+    labels of the history), so the model has no inputs for them and the input
+    pipeline, which parses ``model.spec``, does not read them.
+    """
+    spec = spec if isinstance(spec, DatasetSpec) else DatasetSpec.from_dict(spec)
+    if config is None:
+        config = ModelConfig()
+    elif not isinstance(config, ModelConfig):
+        config = ModelConfig(**config)
+    return (spec if config.use_feedback else spec.without_feedback()), config
 
 
 def output_mlp(config: ModelConfig) -> list[keras.layers.Layer]:
