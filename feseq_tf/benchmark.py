@@ -1,7 +1,7 @@
 """Experiment suites: ``python -m feseq_tf.benchmark --dataset D --suite S --seeds N``.
 
-Runs every variant of a suite with seeds 1..N (``feseq_tf.train.main`` in this process,
-``--no-export --no-attention-summaries``), each into
+Runs every variant of a suite with seeds 1..N (:func:`feseq_tf.train.run` in this process,
+without export or attention summaries), each into
 ``<output-dir>/<suite>/<variant>/seed<k>``, and summarises them like the paper's tables:
 ``<output-dir>/<suite>.md`` and ``<suite>.csv`` (test AUC, gAUC and logloss as mean ± std
 over the seeds, the captured share of the oracle's AUC lift when the dataset has an
@@ -54,13 +54,21 @@ class Variant:
         name: str. Directory name and ``--models`` key.
         label: str. Row label of the tables, as in the paper.
         model: str. Model name (``feseq`` or a baseline).
-        overrides: tuple of str. ``--set`` items of ``feseq_tf.train``.
+        overrides: tuple of (key, value). ``ModelConfig``/``TrainConfig`` values as
+            ``("model.pooling", "mean")``, applied after the user's.
     """
 
     name: str
     label: str
     model: str = "feseq"
-    overrides: tuple[str, ...] = ()
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def override_dict(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+        for key, value in self.overrides:
+            section, field = key.split(".", 1)
+            out[section][field] = value
+        return out
 
 
 _LABELS = {
@@ -78,7 +86,7 @@ def _depth(m: int, n: int) -> Variant:
     return Variant(
         f"M{m}_N{n}",
         f"M={m}, N={n}",
-        overrides=(f"model.input_interaction_layers={m}", f"model.target_interaction_layers={n}"),
+        overrides=(("model.input_interaction_layers", m), ("model.target_interaction_layers", n)),
     )
 
 
@@ -86,21 +94,21 @@ SUITES: dict[str, tuple[Variant, ...]] = {
     "baselines": tuple(Variant(m, _LABELS[m], model=m) for m in MODEL_NAMES),
     "ablations": (
         Variant("full", "FESeq"),
-        Variant("no_int", "w/o Int", overrides=("model.input_interaction_layers=0",)),
-        Variant("no_nonseq", "w/o Non-seq Feats", overrides=("model.nonseq_in_interaction=false",)),
-        Variant("no_pos", "w/o Pos", overrides=("model.use_position=false",)),
-        Variant("no_time", "w/o Time", overrides=("model.use_time=false",)),
-        Variant("no_causal", "w/o Causal", overrides=("model.causal=false",)),
-        Variant("mean_pooling", "Mean pooling", overrides=("model.pooling=mean",)),
-        Variant("target_pooling", "Target pooling", overrides=("model.pooling=target",)),
-        Variant("dot_attention", "Dot attention", overrides=("model.attention=dot",)),
-        Variant("din_attention", "DIN attention", overrides=("model.attention=din",)),
-        Variant("no_scale", "w/o Scale", overrides=("model.attention_scale=false",)),
-        Variant("no_history", "w/o History", overrides=("model.use_history=false",)),
+        Variant("no_int", "w/o Int", overrides=(("model.input_interaction_layers", 0),)),
+        Variant("no_nonseq", "w/o Non-seq Feats", overrides=(("model.nonseq_in_interaction", False),)),
+        Variant("no_pos", "w/o Pos", overrides=(("model.use_position", False),)),
+        Variant("no_time", "w/o Time", overrides=(("model.use_time", False),)),
+        Variant("no_causal", "w/o Causal", overrides=(("model.causal", False),)),
+        Variant("mean_pooling", "Mean pooling", overrides=(("model.pooling", "mean"),)),
+        Variant("target_pooling", "Target pooling", overrides=(("model.pooling", "target"),)),
+        Variant("dot_attention", "Dot attention", overrides=(("model.attention", "dot"),)),
+        Variant("din_attention", "DIN attention", overrides=(("model.attention", "din"),)),
+        Variant("no_scale", "w/o Scale", overrides=(("model.attention_scale", False),)),
+        Variant("no_history", "w/o History", overrides=(("model.use_history", False),)),
     ),
     "depth": tuple(_depth(m, 2) for m in range(4)) + tuple(_depth(2, n) for n in (0, 1, 3)),
     "embedding": tuple(
-        Variant(f"d{d}", f"d={d}", overrides=(f"model.embedding_dim={d}",)) for d in (8, 16, 32, 64)
+        Variant(f"d{d}", f"d={d}", overrides=(("model.embedding_dim", d),)) for d in (8, 16, 32, 64)
     ),
 }
 
@@ -152,34 +160,22 @@ def select_variants(suite: str, models: str | None) -> list[Variant]:
     return [v for v in variants if v.name in wanted]
 
 
-def run_argv(
-    args: argparse.Namespace, variant: Variant, seed: int, dataset_dir: str, run_dir: str
-) -> list[str]:
-    """The ``feseq_tf.train`` arguments of one run."""
-    argv = [
-        "--dataset",
-        dataset_dir,
-        "--model",
-        variant.model,
-        "--seed",
-        str(seed),
-        "--output-dir",
-        run_dir,
-        "--no-export",
-        "--no-attention-summaries",
-    ]
-    for flag, value in (
-        ("--preset", args.preset),
-        ("--config", args.config),
-        ("--epochs", args.epochs),
-        ("--batch-size", args.batch_size),
-        ("--mixed-precision", args.mixed_precision),
-    ):
-        if value is not None:
-            argv += [flag, str(value)]
-    for item in list(args.set) + list(variant.overrides):
-        argv += ["--set", item]
-    return argv
+def run_config(
+    args: argparse.Namespace, variant: Variant, seed: int, dataset_name: str
+) -> ExperimentConfig:
+    """The resolved configuration of one run: preset, ``--config``, ``--set`` and the
+    flags of the command, then the variant's own overrides and the seed."""
+    overrides = train.parse_overrides(args.set)
+    flags = {"epochs": args.epochs, "batch_size": args.batch_size,
+             "mixed_precision": args.mixed_precision}
+    overrides["train"].update({k: v for k, v in flags.items() if v is not None})
+    for section, values in variant.override_dict().items():
+        overrides[section].update(values)
+    overrides["train"]["seed"] = seed
+    return train.resolve_config(
+        dataset_name, preset_name=args.preset, config_file=args.config, overrides=overrides,
+        model_name=variant.model,
+    )
 
 
 def _saved_config(run_dir: str) -> dict[str, Any] | None:
@@ -190,29 +186,34 @@ def _saved_config(run_dir: str) -> dict[str, Any] | None:
         return ExperimentConfig.from_dict(json.load(fh)).to_dict()
 
 
-def run_one(argv: list[str], run_dir: str, dataset_name: str) -> tuple[dict[str, Any], bool]:
+def run_one(
+    config: ExperimentConfig, dataset_dir: str, run_dir: str
+) -> tuple[dict[str, Any], bool]:
     """Train one run unless its ``metrics.json`` exists; returns (metrics, trained)."""
-    expected = train.resolve_config(train.build_parser().parse_args(argv), dataset_name).to_dict()
+    expected = config.to_dict()
     saved = _saved_config(run_dir)
     metrics_path = os.path.join(run_dir, "metrics.json")
     if os.path.exists(metrics_path):
         if saved is not None and saved != expected:
-            raise SystemExit(
+            raise train.UsageError(
                 f"{run_dir} holds a finished run with another configuration than this "
                 "command's; pass another --output-dir or delete that run."
             )
         with open(metrics_path) as fh:
             return json.load(fh), False
-    if saved is not None and saved != expected:
+    overwrite = saved is not None and saved != expected
+    if overwrite:
         print(
             f"  {run_dir} holds an interrupted run with another configuration: starting it afresh",
             flush=True,
         )
-        argv = argv + ["--overwrite"]
     import keras
 
     keras.backend.clear_session()  # free the previous run's graphs; reset layer names
-    return train.main(argv), True
+    metrics = train.run(
+        config, dataset_dir, run_dir, attention_summaries=False, export=False, overwrite=overwrite
+    )
+    return metrics, True
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -311,16 +312,28 @@ def plot_auc(rows: list[dict[str, Any]], path: str, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run (or resume) a suite and write its tables; returns the table rows."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ info logs off unless asked for
     args = build_parser().parse_args(argv)
     variants = select_variants(args.suite, args.models)
     if args.list:
         for v in variants:
-            print(f"{v.name:16s} {v.label:20s} {v.model} {' '.join(v.overrides)}")
+            sets = " ".join(f"{k}={json.dumps(val)}" for k, val in v.overrides)
+            print(f"{v.name:16s} {v.label:20s} {v.model} {sets}")
         return []
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be >= 1, got {args.seeds}.")
-    dataset_name, dataset_dir = train.prepare_dataset(args)
-    # The runs get the prepared directory; train names the dataset after its spec.
+    try:
+        return _run_suite(args, variants)
+    except train.UsageError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def _run_suite(args: argparse.Namespace, variants: list[Variant]) -> list[dict[str, Any]]:
+    dataset_name, dataset_dir = train.prepare_dataset(
+        args.dataset, data_dir=args.data_dir, raw_dir=args.raw_dir,
+        synthetic_rows=args.synthetic_rows, synthetic_seed=args.synthetic_seed,
+    )
+    # The runs name the dataset after its spec.
     run_dataset_name = DatasetSpec.load(dataset_dir).name
     suite_dir = os.path.join(args.output_dir, args.suite)
     total = len(variants) * args.seeds
@@ -332,9 +345,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             run_dir = os.path.join(suite_dir, variant.name, f"seed{seed}")
             print(f"[{step}/{total}] {variant.name} seed {seed} ...", flush=True)
             start = time.time()
-            metrics, trained = run_one(
-                run_argv(args, variant, seed, dataset_dir, run_dir), run_dir, run_dataset_name
-            )
+            config = run_config(args, variant, seed, run_dataset_name)
+            metrics, trained = run_one(config, dataset_dir, run_dir)
             done = f"done in {time.time() - start:.0f}s" if trained else "already done, skipped"
             print(
                 f"[{step}/{total}] {variant.name} seed {seed}: {done}; test AUC "

@@ -89,60 +89,126 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve_config(args: argparse.Namespace, dataset_name: str) -> ExperimentConfig:
-    name = args.preset or (dataset_name if dataset_name in NAMED_DATASETS else "eleme")
-    cfg = preset(name)
-    if args.config:
-        cfg = cfg.override(load_config_file(args.config))
+class UsageError(ValueError):
+    """A dataset or configuration the run cannot use; the message says what to do."""
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``["model.pooling=mean", ...]`` -> ``{"model": {"pooling": "mean"}, "train": {}}``.
+
+    Values are read as JSON where they parse (numbers, booleans, lists), else as strings.
+    """
     overrides: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
-    for item in args.set:
+    for item in items:
         if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise SystemExit(f"--set expects SECTION.KEY=VALUE (e.g. model.pooling=mean), got {item!r}")
+            raise UsageError(
+                f"--set expects SECTION.KEY=VALUE (e.g. model.pooling=mean), got {item!r}"
+            )
         key, value = item.split("=", 1)
         section, field = key.split(".", 1)
         if section not in overrides:
-            raise SystemExit(f"--set: section must be 'model' or 'train', got {section!r}")
+            raise UsageError(f"--set: section must be 'model' or 'train', got {section!r}")
         overrides[section][field] = _parse_value(value)
+    return overrides
+
+
+def default_preset(dataset_name: str) -> str:
+    """The preset a dataset trains with when none is named: its own, else ``"eleme"``."""
+    return dataset_name if dataset_name in NAMED_DATASETS else "eleme"
+
+
+def resolve_config(
+    dataset_name: str,
+    *,
+    preset_name: str | None = None,
+    config_file: str | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    model_name: str | None = None,
+) -> ExperimentConfig:
+    """The run's configuration: preset, then the config file, then ``overrides``.
+
+    Args:
+        dataset_name: str. The dataset's name (a named dataset picks its own preset).
+        preset_name: str or None. Preset to start from. Defaults to
+            :func:`default_preset` of the dataset.
+        config_file: str or None. JSON/YAML file with ``model``/``train`` sections.
+        overrides: dict or None. ``{"model": {...}, "train": {...}}`` applied last.
+        model_name: str or None. The model to train (FESeq or a baseline); None keeps
+            the preset's or the config file's.
+
+    Raises:
+        UsageError: unknown keys or invalid values (the message names them).
+    """
+    try:
+        cfg = preset(preset_name or default_preset(dataset_name))
+        if config_file:
+            cfg = cfg.override(load_config_file(config_file))
+        top: dict[str, Any] = {"dataset": dataset_name}
+        if model_name:
+            top["model_name"] = model_name
+        return cfg.override({**(overrides or {}), **top})
+    except (TypeError, ValueError, FileNotFoundError) as err:
+        raise UsageError(f"invalid configuration: {err}") from err
+
+
+def _config_from_args(args: argparse.Namespace, dataset_name: str) -> ExperimentConfig:
+    overrides = parse_overrides(args.set)
     flag_map = {
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "jit_compile": args.jit, "mixed_precision": args.mixed_precision, "seed": args.seed,
     }
     overrides["train"].update({k: v for k, v in flag_map.items() if v is not None})
-    top: dict[str, Any] = {"dataset": dataset_name}
-    if getattr(args, "model", None):
-        top["model_name"] = args.model
-    try:
-        return cfg.override({**overrides, **top})
-    except (TypeError, ValueError) as err:
-        raise SystemExit(f"invalid configuration: {err}") from err
+    return resolve_config(
+        dataset_name, preset_name=args.preset, config_file=args.config, overrides=overrides,
+        model_name=args.model,
+    )
 
 
-def prepare_dataset(args: argparse.Namespace) -> tuple[str, str]:
-    """Return (dataset name, prepared directory), preparing named datasets on first use."""
-    ds = args.dataset
+def prepare_dataset(
+    dataset: str = "synthetic",
+    *,
+    data_dir: str = DEFAULT_DATA_DIR,
+    raw_dir: str | None = None,
+    synthetic_rows: int | None = None,
+    synthetic_seed: int | None = None,
+) -> tuple[str, str]:
+    """Return (dataset name, prepared directory), preparing named datasets on first use.
+
+    Args:
+        dataset: str. ``"synthetic"``, ``"eleme"``, ``"bundle"`` or a prepared dataset
+            directory (one holding ``dataset_spec.json``).
+        data_dir: str. Where named datasets are prepared (``<data_dir>/<name>``).
+        raw_dir: str or None. Raw Ele.me/Bundle files, prepared on first use.
+        synthetic_rows: int or None. Rows of the synthetic data (generator default).
+        synthetic_seed: int or None. Seed of the synthetic generator (its default).
+
+    Raises:
+        UsageError: the dataset is missing or was prepared with other settings.
+    """
+    ds = dataset
     if ds not in NAMED_DATASETS:
         if not os.path.exists(os.path.join(ds, SPEC_FILE)):
-            raise SystemExit(
+            raise UsageError(
                 f"--dataset {ds!r} is neither one of {NAMED_DATASETS} nor a prepared dataset "
                 f"directory (no {SPEC_FILE} in it)."
             )
         return DatasetSpec.load(ds).name, ds
-    out = os.path.join(args.data_dir, ds)
+    out = os.path.join(data_dir, ds)
     if os.path.exists(os.path.join(out, SPEC_FILE)):
         if ds == "synthetic":
             from pipelines.synthetic import TIME_UNIT_MINUTES
 
             prepared = DatasetSpec.load(out)
             made = prepared.extra.get("generator", {})
-            asked = {"num_rows": args.synthetic_rows, "seed": args.synthetic_seed}
+            asked = {"num_rows": synthetic_rows, "seed": synthetic_seed}
             differ = {k: v for k, v in asked.items() if v is not None and made.get(k) != v}
             if differ:
-                raise SystemExit(
+                raise UsageError(
                     f"{out} holds synthetic data with {made.get('num_rows')} rows and seed "
                     f"{made.get('seed')}, not {differ}: pass another --data-dir or delete it."
                 )
             if prepared.time_unit != TIME_UNIT_MINUTES:
-                raise SystemExit(
+                raise UsageError(
                     f"{out} was prepared with time intervals in units of {prepared.time_unit:g} "
                     f"minutes, not the current {TIME_UNIT_MINUTES:g}: delete it to regenerate "
                     f"it, or train on it as it is with --dataset {out}."
@@ -151,36 +217,72 @@ def prepare_dataset(args: argparse.Namespace) -> tuple[str, str]:
     if ds == "synthetic":
         from pipelines import synthetic
 
-        rows = args.synthetic_rows or synthetic.DEFAULT_NUM_ROWS
+        rows = synthetic_rows or synthetic.DEFAULT_NUM_ROWS
         print(f"generating the synthetic dataset ({rows} rows) into {out}", flush=True)
-        seed = args.synthetic_seed if args.synthetic_seed is not None else synthetic.DEFAULT_SEED
+        seed = synthetic_seed if synthetic_seed is not None else synthetic.DEFAULT_SEED
         synthetic.make_synthetic_dataset(out, num_rows=rows, seed=seed)
         return ds, out
     if ds == "eleme":
-        if not args.raw_dir:
-            raise SystemExit("No prepared Ele.me data in " + out + ".\n" + ELEME_HELP.format(out=out))
+        if not raw_dir:
+            raise UsageError("No prepared Ele.me data in " + out + ".\n" + ELEME_HELP.format(out=out))
         from pipelines import eleme
 
-        eleme.prepare(args.raw_dir, out)
+        eleme.prepare(raw_dir, out)
         return ds, out
-    if not args.raw_dir:
-        raise SystemExit(
+    if not raw_dir:
+        raise UsageError(
             f"No prepared Bundle data in {out}. The Bundle dataset is private; with your own copy "
             "run `python -m pipelines.bundle --input FILE --out " + out + "` first."
         )
     from pipelines import bundle
 
-    bundle.prepare(args.raw_dir, out)
+    bundle.prepare(raw_dir, out)
     return ds, out
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = build_parser().parse_args(argv)
-    dataset_name, dataset_dir = prepare_dataset(args)
-    config = resolve_config(args, dataset_name)
+def run(
+    config: ExperimentConfig,
+    dataset_dir: str,
+    output_dir: str = DEFAULT_OUTPUT_DIR,
+    *,
+    attention_summaries: bool = True,
+    attention_every: int = 1,
+    export: bool = True,
+    export_dir: str | None = None,
+    overwrite: bool = False,
+    deterministic: bool = False,
+    callbacks: list[Any] | None = None,
+    verbose: Any = None,
+) -> dict[str, Any]:
+    """Train, evaluate and export one model: the Python API behind ``python -m feseq_tf.train``.
 
-    out = args.output_dir
-    if args.overwrite and os.path.isdir(out):
+    Args:
+        config: ExperimentConfig. Model name, architecture and training settings (see
+            :func:`resolve_config`).
+        dataset_dir: str. A prepared dataset directory (see :func:`prepare_dataset`).
+        output_dir: str. Where ``metrics.json``, ``config.json``, ``model.keras``, the
+            spec and vocabularies, TensorBoard logs and the export go. An interrupted
+            run in it resumes unless ``overwrite``.
+        attention_summaries: bool. Write FESeq's attention heatmaps for TensorBoard.
+        attention_every: int. Write them every N epochs.
+        export: bool. Export a SavedModel for TF Serving at the end.
+        export_dir: str or None. Export base directory. Defaults to ``<output_dir>/export``.
+        overwrite: bool. Start afresh even if ``output_dir`` holds an interrupted run.
+        deterministic: bool. TensorFlow op determinism (bit-identical reruns; slower).
+        callbacks: list of keras callbacks or None. Extra callbacks; they see the exact
+            validation metrics (``val_auc``...) in the epoch logs.
+        verbose: None, 0, 1 or 2. Keras progress output (None: a bar on a terminal).
+
+    Returns:
+        The metrics written to ``metrics.json``: test and valid metrics, per-epoch
+        history, best epoch, throughput, precision and XLA settings.
+    """
+    if not os.path.exists(os.path.join(dataset_dir, SPEC_FILE)):
+        raise UsageError(f"{dataset_dir} is not a prepared dataset directory (no {SPEC_FILE}).")
+    if isinstance(attention_every, bool) or not isinstance(attention_every, int) or attention_every < 1:
+        raise UsageError(f"attention_every must be a positive integer, got {attention_every!r}.")
+    out = output_dir
+    if overwrite and os.path.isdir(out):
         shutil.rmtree(out)
     os.makedirs(out, exist_ok=True)
     config.save(os.path.join(out, "config.json"))
@@ -190,11 +292,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from feseq_tf import training
     from feseq_tf.models.registry import build_model
 
-    training.set_seed(config.train.seed, deterministic=args.deterministic)
+    training.set_seed(config.train.seed, deterministic=deterministic)
     policy = training.resolve_precision(config.train.mixed_precision)
     keras.mixed_precision.set_global_policy(policy)
     jit = training.resolve_jit(config.train.jit_compile)
     spec = DatasetSpec.load(dataset_dir)
+    dataset_name = config.dataset
     # The run directory is self-contained: spec and vocabularies travel with the model.
     shutil.copy(os.path.join(dataset_dir, SPEC_FILE), os.path.join(out, SPEC_FILE))
     if os.path.isdir(os.path.join(dataset_dir, "vocab")):
@@ -210,28 +313,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model_name = config.model_name
         model = build_model(model_name, spec, config.model, name=model_name)
         print(f"model {model_name}: {model.count_params():,} parameters", flush=True)
-        callbacks = []
-        if args.attention_summaries and not hasattr(model, "attention_model"):
+        extra = list(callbacks or [])
+        if attention_summaries and not hasattr(model, "attention_model"):
             print(f"note: no attention summaries for {model_name} (FESeq only)", flush=True)
-        elif args.attention_summaries:
+        elif attention_summaries:
             from feseq_tf.callbacks import SUMMARY_SUBDIR, AttentionSummaries
 
-            callbacks.append(AttentionSummaries.from_dataset(
-                dataset_dir, os.path.join(out, "logs", SUMMARY_SUBDIR), spec=spec,
-                every=args.attention_every,
+            extra.append(AttentionSummaries.from_dataset(
+                dataset_dir, os.path.join(out, "logs", SUMMARY_SUBDIR), spec=model.spec,
+                every=attention_every,
             ))
-        result = training.fit(model, dataset_dir, out, config, jit=jit, extra_callbacks=callbacks)
-        test = training.evaluate_split(model, dataset_dir, "test", config.train.eval_batch_size, spec)
-        valid = training.evaluate_split(model, dataset_dir, "valid", config.train.eval_batch_size, spec)
+        result = training.fit(
+            model, dataset_dir, out, config, jit=jit, verbose=verbose, extra_callbacks=extra
+        )
+        eval_spec = model.spec
+        test = training.evaluate_split(model, dataset_dir, "test", config.train.eval_batch_size, eval_spec)
+        valid = training.evaluate_split(model, dataset_dir, "valid", config.train.eval_batch_size, eval_spec)
         model.save(os.path.join(out, "model.keras"))
     finally:
         keras.mixed_precision.set_global_policy("float32")
     shutil.rmtree(os.path.join(out, "backup"), ignore_errors=True)
     export_path = None
-    if not args.no_export:
+    if export:
         from export.savedmodel import export_run
 
-        export_path = export_run(out, args.export_dir or os.path.join(out, "export"), name=model_name)
+        export_path = export_run(out, export_dir or os.path.join(out, "export"), name=model_name)
         print(f"exported the SavedModel for TF Serving to {export_path}", flush=True)
 
     metrics = {
@@ -242,6 +348,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "valid": valid,
         "best_epoch": result["best_epoch"],
         "epochs_run": len(result["history"]),
+        "stopped_early": result["stopped_early"],
         "history": result["history"],
         "train_samples_per_s": result["train_samples_per_s"],
         "precision": policy,
@@ -257,7 +364,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "captured_lift" in test:
         line += f"  oracle AUC {test['oracle_auc']:.5f}  captured lift {test['captured_lift']:.3f}"
     print(line, flush=True)
-    print(f"wrote {out}/metrics.json, model.keras; TensorBoard: tensorboard --logdir {out}/logs", flush=True)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """The command line: parse, prepare the dataset, :func:`run`; errors as one line."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ info logs off unless asked for
+    args = build_parser().parse_args(argv)
+    try:
+        dataset_name, dataset_dir = prepare_dataset(
+            args.dataset, data_dir=args.data_dir, raw_dir=args.raw_dir,
+            synthetic_rows=args.synthetic_rows, synthetic_seed=args.synthetic_seed,
+        )
+        config = _config_from_args(args, dataset_name)
+        metrics = run(
+            config, dataset_dir, args.output_dir,
+            attention_summaries=args.attention_summaries, attention_every=args.attention_every,
+            export=not args.no_export, export_dir=args.export_dir, overwrite=args.overwrite,
+            deterministic=args.deterministic,
+        )
+    except UsageError as err:
+        raise SystemExit(f"error: {err}") from None
+    out = args.output_dir
+    print(f"wrote {out}/metrics.json, model.keras; attention heatmaps and curves: "
+          f"tensorboard --logdir {out}/logs", flush=True)
     return metrics
 
 

@@ -126,6 +126,7 @@ class ExactValidation(keras.callbacks.Callback):
         self.best_epoch = -1
         self.wait = 0
         self.history: list[dict[str, float]] = []
+        self.stopped_early = False
 
     @property
     def state_path(self) -> str:
@@ -177,6 +178,7 @@ class ExactValidation(keras.callbacks.Callback):
         os.replace(tmp, self.state_path)
         if self.wait >= self.patience:
             print(f"early stopping: no improvement for {self.wait} epochs", flush=True)
+            self.stopped_early = True
             self.model.stop_training = True
 
 
@@ -227,13 +229,16 @@ def fit(
     ] + list(extra_callbacks or [])
     if verbose is None:  # a progress bar on a terminal, one line per epoch in logs
         verbose = 1 if sys.stdout.isatty() else 2
-    model.fit(train_ds, epochs=train.epochs, callbacks=callbacks, verbose=verbose)
+    # The input is shuffled by make_dataset (keyed by the seed); shuffle=False keeps
+    # Keras from warning that it cannot shuffle a tf.data.Dataset itself.
+    model.fit(train_ds, epochs=train.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     if os.path.exists(validation.weights_path):
         model.load_weights(validation.weights_path)
     return {
         "history": validation.history,
         "best_epoch": validation.best_epoch + 1,
         "best_val_auc": float(validation.best_auc),
+        "stopped_early": bool(validation.stopped_early),
         "train_samples_per_s": timer.samples_per_second(train.batch_size),
         "jit_compile_effective": bool(getattr(model, "jit_compile", False)),
     }

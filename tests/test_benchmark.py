@@ -16,11 +16,7 @@ from feseq_tf.config import MODEL_NAMES
 def _resolved(suite: str) -> dict[str, dict]:
     """Each variant's resolved config, as the run would resolve it (nothing trained)."""
     args = benchmark.build_parser().parse_args(["--suite", suite])
-    out = {}
-    for v in benchmark.SUITES[suite]:
-        argv = benchmark.run_argv(args, v, 1, "unused_dir", "unused_out")
-        out[v.name] = train.resolve_config(train.build_parser().parse_args(argv), "synthetic")
-    return out
+    return {v.name: benchmark.run_config(args, v, 1, "synthetic") for v in benchmark.SUITES[suite]}
 
 
 def test_suites_hold_the_papers_variants_as_valid_configs():
@@ -54,15 +50,18 @@ def test_suites_hold_the_papers_variants_as_valid_configs():
     assert [c.model.embedding_dim for c in _resolved("embedding").values()] == [8, 16, 32, 64]
 
 
-def test_variant_overrides_come_after_the_users_and_runs_skip_export_and_summaries():
+def test_variant_overrides_come_after_the_users():
     args = benchmark.build_parser().parse_args(
         ["--suite", "embedding", "--set", "model.embedding_dim=4", "--epochs", "2"]
     )
     variant = benchmark.SUITES["embedding"][0]
-    argv = benchmark.run_argv(args, variant, 3, "data/x", "out")
-    config = train.resolve_config(train.build_parser().parse_args(argv), "synthetic")
+    config = benchmark.run_config(args, variant, 3, "synthetic")
     assert config.model.embedding_dim == 8 and config.train.epochs == 2 and config.train.seed == 3
-    assert "--no-export" in argv and "--no-attention-summaries" in argv
+    # The same through the training API's own resolution.
+    same = train.resolve_config(
+        "synthetic", overrides={"model": {"embedding_dim": 8}, "train": {"epochs": 2, "seed": 3}}
+    )
+    assert config == same
 
 
 def test_unknown_variants_are_rejected_with_the_known_ones():
@@ -123,6 +122,7 @@ def test_suite_trains_the_missing_seeds_writes_tables_and_a_rerun_trains_nothing
             with open(os.path.join(run, "config.json")) as fh:
                 assert json.load(fh)["train"]["seed"] == seed
             assert not os.path.exists(os.path.join(run, "export"))
+            assert not os.path.exists(os.path.join(run, "logs", "attention"))
             metrics_files.append(os.path.join(run, "metrics.json"))
 
     with open(os.path.join(out, "baselines.csv")) as fh:

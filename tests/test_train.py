@@ -117,3 +117,43 @@ def test_existing_synthetic_data_of_another_time_unit_is_not_silently_reused(tin
     dataclasses.replace(spec, time_unit=1.0).save(os.path.join(data_dir, "synthetic"))
     with pytest.raises(SystemExit, match="units of 1 minutes"):
         train.main(["--data-dir", data_dir, "--output-dir", str(tmp_path / "r")])
+
+
+def test_run_api_trains_from_a_typed_config_and_callbacks_see_exact_validation_auc(
+    tiny_trained_run, tmp_path
+):
+    import keras
+
+    from feseq_tf import train
+
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(dict(logs))
+
+    overrides = {"model": {"mlp_units": [8], "pooling_hidden": 8, "embedding_dim": 4,
+                           "transformer_heads": 2},
+                 "train": {"epochs": 2, "batch_size": 512, "patience": 5}}
+    config = train.resolve_config("synthetic", overrides=overrides, model_name="din")
+    assert config.model_name == "din" and config.train.epochs == 2
+    metrics = train.run(config, tiny_trained_run.dataset_dir, str(tmp_path / "run"),
+                        attention_summaries=False, export=False, callbacks=[Probe()], verbose=0)
+    assert metrics["model"] == "din" and metrics["epochs_run"] == 2
+    assert metrics["stopped_early"] is False
+    assert [round(h["val_auc"], 10) for h in metrics["history"]] == [
+        round(s["val_auc"], 10) for s in seen
+    ]
+    assert 0.0 <= metrics["test"]["auc"] <= 1.0
+    with open(tmp_path / "run" / "config.json") as fh:
+        assert json.load(fh)["model_name"] == "din"
+
+
+def test_run_api_rejects_a_directory_without_a_dataset(tmp_path):
+    from feseq_tf import train
+    from feseq_tf.config import preset
+
+    with pytest.raises(train.UsageError, match="not a prepared dataset"):
+        train.run(preset("synthetic"), str(tmp_path), str(tmp_path / "run"))
+    with pytest.raises(train.UsageError, match="Unknown keys"):
+        train.resolve_config("synthetic", overrides={"model": {"nope": 1}})
