@@ -28,6 +28,11 @@ Inputs of both signatures (see :func:`serving_input_signature`), B rows:
   token such as ``"NULL"`` and maps to OOV). Only the most recent ``max_len`` entries
   are kept. Every history of a row must have as many entries as
   ``<time_field>_list``; history timestamps are integers.
+* a model trained with the labels of the history (the dataset's history-only field
+  ``feedback``) takes ``feedback_list`` like any history: the raw label of every
+  history impression, ``"1"`` clicked or ``"0"`` not; a label not known yet is written
+  as a missing-value token (``"NULL"``) and maps to the unknown id. Its target value
+  is no input: the graph fills in the unknown id (the label is what is predicted).
 
 Inside the graph: whitespace trimming, vocabulary lookup (the vocabularies travel as
 SavedModel assets), OOV, min-max scaling with the training statistics, truncation and
@@ -118,13 +123,18 @@ def _is_missing(values: tf.Tensor) -> tf.Tensor:
 def serving_input_signature(spec: DatasetSpec) -> dict[str, tf.TensorSpec]:
     """The raw inputs of the serving signatures, by name (see the module docstring)."""
     signature: dict[str, tf.TensorSpec] = {}
-    for f in spec.fields:
+    for f in _request_fields(spec):
         dtype = tf.string if f.is_categorical else tf.float64
         signature[f.name] = tf.TensorSpec([None], dtype, name=f.name)
     signature[spec.time_field] = tf.TensorSpec([None], tf.int64, name=spec.time_field)
     for name in history_input_names(spec):
         signature[name] = tf.TensorSpec(None, tf.string, name=name)
     return signature
+
+
+def _request_fields(spec: DatasetSpec) -> list[FieldSpec]:
+    """Fields whose target value a request gives (a history-only field has none)."""
+    return [f for f in spec.fields if not f.history_only]
 
 
 def history_input_names(spec: DatasetSpec) -> list[str]:
@@ -279,8 +289,8 @@ class RawFeatureEncoder(tf.Module):
     # ---- the whole request ------------------------------------------------------------------
     def __call__(self, raw: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         spec = self.spec
-        scalar_cat = [f for f in spec.fields if f.is_categorical]
-        scalar_num = [f for f in spec.fields if not f.is_categorical]
+        scalar_cat = [f for f in _request_fields(spec) if f.is_categorical]
+        scalar_num = [f for f in _request_fields(spec) if not f.is_categorical]
         seq = list(spec.sequential_fields)
         hist_names = [f.hist_name for f in seq]
         time_hist = spec.time_hist_name
@@ -296,7 +306,7 @@ class RawFeatureEncoder(tf.Module):
             "histories must be one string per row ([B]) or one list per row ([B, n]); wrong:",
         )
         with tf.control_dependencies([rank_check]):
-            names = [f.name for f in spec.fields] + all_hist
+            names = [f.name for f in _request_fields(spec)] + all_hist
             rows = tf.stack([tf.shape(raw[n])[0] for n in names])
         row_check = self._assert_none(
             tf.not_equal(rows, batch),
@@ -306,6 +316,8 @@ class RawFeatureEncoder(tf.Module):
         with tf.control_dependencies([row_check]):
             batch = tf.identity(batch)
         out: dict[str, tf.Tensor] = {}
+        for f in spec.history_only_fields:  # no target value: unknown, as in the records
+            out[f.name] = tf.fill([batch], tf.constant(OOV_ID, tf.int32))
 
         # Non-history values: one lookup for all categorical fields, vectorised scaling.
         if scalar_cat:
@@ -569,11 +581,14 @@ def load_run(run_dir: str) -> tuple[Any, DatasetSpec]:
     spec = DatasetSpec.load(run_dir)
     model = keras.saving.load_model(model_path, compile=False)
     model_spec = getattr(model, "spec", None)
-    if model_spec is not None and model_spec.fields != spec.fields:
-        raise ValueError(
-            f"{model_path} was built for other fields or vocabularies than "
-            f"{os.path.join(run_dir, SPEC_FILE)}; the run directory is inconsistent."
-        )
+    if model_spec is not None:
+        try:  # a model built without feedback serves without the feedback input
+            spec = spec.model_view(model_spec)
+        except ValueError:
+            raise ValueError(
+                f"{model_path} was built for other fields or vocabularies than "
+                f"{os.path.join(run_dir, SPEC_FILE)}; the run directory is inconsistent."
+            ) from None
     return model, spec
 
 
@@ -684,7 +699,7 @@ def example_rows(
     for _ in range(num_rows):
         t = int(rng.integers(10_000, 20_000))
         n = int(rng.integers(0, spec.max_len + 3))
-        row: dict[str, Any] = {f.name: value(f) for f in spec.fields}
+        row: dict[str, Any] = {f.name: value(f) for f in _request_fields(spec)}
         row[spec.time_field] = t
         for f in spec.sequential_fields:
             row[f.hist_name] = [value(f) for _ in range(n)]

@@ -18,6 +18,14 @@ Suites:
   M = 2 (7 variants instead of the 16 of the full grid).
 * ``embedding``: embedding_dim d in {8, 16, 32, 64} (paper Table 11).
 
+Every suite ends with two reference rows, so that every table shows what a linear model
+and a model handed the answer reach: ``lr`` (logistic regression on one-hot fields,
+:class:`feseq_tf.models.LogisticRegression`, trained like the others) and ``gbdt`` (the
+GBDT yardstick of :mod:`feseq_tf.yardstick`, fitted per seed on the same dataset and
+cached in ``<output-dir>/<suite>/gbdt/seed<k>/metrics.json``; no parameters or
+throughput). The yardstick is never bolded as the best row. ``--models`` leaves them out
+like any variant.
+
 The dataset is prepared once. The run is resumable: a run whose ``metrics.json``
 exists is not trained again (it must have been run with the same configuration, or the
 command stops and says so); an interrupted run resumes from its last epoch. ``--models``
@@ -42,6 +50,9 @@ from feseq_tf import train
 from feseq_tf.config import MODEL_NAMES, ExperimentConfig
 from feseq_tf.schema import DatasetSpec
 
+#: The model name of the GBDT yardstick rows (no Keras model, no config).
+GBDT = "gbdt"
+
 DEFAULT_OUTPUT_DIR = os.path.join("runs", "benchmark")
 METRICS = ("auc", "gauc", "logloss")
 
@@ -53,7 +64,7 @@ class Variant:
     Attributes:
         name: str. Directory name and ``--models`` key.
         label: str. Row label of the tables, as in the paper.
-        model: str. Model name (``feseq`` or a baseline).
+        model: str. Model name (``feseq``, a baseline, ``lr``) or :data:`GBDT`.
         overrides: tuple of (key, value). ``ModelConfig``/``TrainConfig`` values as
             ``("model.pooling", "mean")``, applied after the user's.
     """
@@ -79,7 +90,19 @@ _LABELS = {
     "din": "DIN",
     "bst": "BST",
     "dmr": "DMR",
+    "lr": "Logistic regression",
 }
+
+#: The rows every suite ends with: logistic regression and the GBDT yardstick.
+REFERENCE_ROWS = (
+    Variant("lr", _LABELS["lr"], model="lr"),
+    Variant(GBDT, "GBDT yardstick", model=GBDT),
+)
+
+
+def _with_reference_rows(variants: tuple[Variant, ...]) -> tuple[Variant, ...]:
+    names = {v.name for v in variants}
+    return variants + tuple(v for v in REFERENCE_ROWS if v.name not in names)
 
 
 def _depth(m: int, n: int) -> Variant:
@@ -90,7 +113,7 @@ def _depth(m: int, n: int) -> Variant:
     )
 
 
-SUITES: dict[str, tuple[Variant, ...]] = {
+_SUITES: dict[str, tuple[Variant, ...]] = {
     "baselines": tuple(Variant(m, _LABELS[m], model=m) for m in MODEL_NAMES),
     "ablations": (
         Variant("full", "FESeq"),
@@ -111,6 +134,7 @@ SUITES: dict[str, tuple[Variant, ...]] = {
         Variant(f"d{d}", f"d={d}", overrides=(("model.embedding_dim", d),)) for d in (8, 16, 32, 64)
     ),
 }
+SUITES: dict[str, tuple[Variant, ...]] = {k: _with_reference_rows(v) for k, v in _SUITES.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,7 +185,11 @@ def select_variants(suite: str, models: str | None) -> list[Variant]:
 
 
 def run_config(
-    args: argparse.Namespace, variant: Variant, seed: int, dataset_name: str
+    args: argparse.Namespace,
+    variant: Variant,
+    seed: int,
+    dataset_name: str,
+    spec: DatasetSpec | None = None,
 ) -> ExperimentConfig:
     """The resolved configuration of one run: preset, ``--config``, ``--set`` and the
     flags of the command, then the variant's own overrides and the seed."""
@@ -174,7 +202,7 @@ def run_config(
     overrides["train"]["seed"] = seed
     return train.resolve_config(
         dataset_name, preset_name=args.preset, config_file=args.config, overrides=overrides,
-        model_name=variant.model,
+        model_name=variant.model, spec=spec,
     )
 
 
@@ -216,6 +244,32 @@ def run_one(
     return metrics, True
 
 
+def run_gbdt(dataset_dir: str, run_dir: str, seed: int) -> tuple[dict[str, Any], bool]:
+    """Fit the GBDT yardstick with ``seed`` unless ``<run_dir>/metrics.json`` exists;
+    returns (metrics, fitted). The metrics hold ``test`` and ``valid`` like a run's."""
+    from feseq_tf.yardstick import gbdt_run
+
+    spec = DatasetSpec.load(dataset_dir)
+    expected = {"dataset": spec.name, "split_sizes": spec.split_sizes, "seed": seed}
+    metrics_path = os.path.join(run_dir, "metrics.json")
+    if os.path.exists(metrics_path):
+        with open(metrics_path) as fh:
+            metrics = json.load(fh)
+        if metrics.get("config") != expected:
+            raise train.UsageError(
+                f"{run_dir} holds a GBDT yardstick of another dataset or seed than this "
+                "command's; pass another --output-dir or delete it."
+            )
+        return metrics, False
+    result = gbdt_run(dataset_dir, seed=seed)
+    metrics = {"model": GBDT, "config": expected, **result}
+    os.makedirs(run_dir, exist_ok=True)
+    with open(metrics_path + ".tmp", "w") as fh:
+        json.dump(metrics, fh, indent=2)
+    os.replace(metrics_path + ".tmp", metrics_path)
+    return metrics, True
+
+
 def _stats(values: list[float]) -> tuple[float, float]:
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
@@ -240,7 +294,8 @@ def summarise(variant: Variant, runs: list[dict[str, Any]]) -> dict[str, Any]:
         keys.append("captured_lift")
     for key in keys:
         row[f"{key}_mean"], row[f"{key}_std"] = _stats([r["test"].get(key) for r in runs])
-    row["parameters"] = int(runs[0]["parameters"])
+    parameters = runs[0].get("parameters")  # none for the GBDT yardstick
+    row["parameters"] = int(parameters) if parameters is not None else None
     row["train_samples_per_s"] = _stats([r.get("train_samples_per_s") for r in runs])[0]
     return row
 
@@ -262,12 +317,14 @@ def _pm(row: dict[str, Any], key: str, best: float | None) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
-    """The paper's layout; the best mean AUC, gAUC (highest) and logloss (lowest) in bold."""
+    """The paper's layout; the best mean AUC, gAUC (highest) and logloss (lowest) in bold,
+    among the models (the GBDT yardstick is a reference, never bolded)."""
     lift = any("captured_lift_mean" in r for r in rows)
+    models = [r for r in rows if r.get("model") != GBDT]
     best = {}
     for key, pick in (("auc", max), ("gauc", max), ("logloss", min)):
-        means = [r[f"{key}_mean"] for r in rows if math.isfinite(r[f"{key}_mean"])]
-        best[key] = pick(means) if len(rows) > 1 and means else None
+        means = [r[f"{key}_mean"] for r in models if math.isfinite(r[f"{key}_mean"])]
+        best[key] = pick(means) if len(models) > 1 and means else None
     header = ["Model", "AUC", "gAUC", "Logloss"] + (["Captured lift"] if lift else [])
     header += ["Params", "Train samples/s"]
     lines = [
@@ -277,11 +334,15 @@ def markdown_table(rows: list[dict[str, Any]], title: str) -> str:
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
     ]
     for r in rows:
-        cells = [r["label"]] + [_pm(r, k, best[k]) for k in METRICS]
+        reference = r.get("model") == GBDT
+        cells = [r["label"]] + [_pm(r, k, None if reference else best[k]) for k in METRICS]
         if lift:
             cells.append(_pm(r, "captured_lift", None))
-        speed = r["train_samples_per_s"]
-        cells += [f"{r['parameters']:,}", f"{speed:,.0f}" if math.isfinite(speed) else "-"]
+        speed, params = r["train_samples_per_s"], r["parameters"]
+        cells += [
+            f"{params:,}" if params is not None else "-",
+            f"{speed:,.0f}" if speed is not None and math.isfinite(speed) else "-",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -296,7 +357,8 @@ def plot_auc(rows: list[dict[str, Any]], path: str, title: str) -> None:
     means = [r["auc_mean"] for r in rows]
     stds = [r["auc_std"] for r in rows]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(rows) + 1.5), 3.6))
-    ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color="#4c72b0")
+    colors = ["#999999" if r.get("model") == GBDT else "#4c72b0" for r in rows]  # reference grey
+    ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color=colors)
     ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right")
     finite = [(m - s, m + s) for m, s in zip(means, stds, strict=True) if math.isfinite(m)]
     if finite:
@@ -334,7 +396,8 @@ def _run_suite(args: argparse.Namespace, variants: list[Variant]) -> list[dict[s
         synthetic_rows=args.synthetic_rows, synthetic_seed=args.synthetic_seed,
     )
     # The runs name the dataset after its spec.
-    run_dataset_name = DatasetSpec.load(dataset_dir).name
+    dataset_spec = DatasetSpec.load(dataset_dir)
+    run_dataset_name = dataset_spec.name
     suite_dir = os.path.join(args.output_dir, args.suite)
     total = len(variants) * args.seeds
     rows, step = [], 0
@@ -345,8 +408,11 @@ def _run_suite(args: argparse.Namespace, variants: list[Variant]) -> list[dict[s
             run_dir = os.path.join(suite_dir, variant.name, f"seed{seed}")
             print(f"[{step}/{total}] {variant.name} seed {seed} ...", flush=True)
             start = time.time()
-            config = run_config(args, variant, seed, run_dataset_name)
-            metrics, trained = run_one(config, dataset_dir, run_dir)
+            if variant.model == GBDT:
+                metrics, trained = run_gbdt(dataset_dir, run_dir, seed)
+            else:
+                config = run_config(args, variant, seed, run_dataset_name, dataset_spec)
+                metrics, trained = run_one(config, dataset_dir, run_dir)
             done = f"done in {time.time() - start:.0f}s" if trained else "already done, skipped"
             print(
                 f"[{step}/{total}] {variant.name} seed {seed}: {done}; test AUC "

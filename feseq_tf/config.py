@@ -11,8 +11,9 @@ POOLING_TYPES = ("attention", "mean", "target")
 ATTENTION_TYPES = ("bilinear", "dot", "din")
 TIME_COMBINE = ("concat", "add")
 MIXED_PRECISION = ("off", "bfloat16", "float16", "auto")
-#: Models of ``feseq_tf.models.registry`` (FESeq first, then the baselines).
-MODEL_NAMES = ("feseq", "deepfm", "autoint", "dcnv2", "din", "bst", "dmr")
+#: Models of ``feseq_tf.models.registry`` (FESeq first, then the baselines, then
+#: logistic regression).
+MODEL_NAMES = ("feseq", "deepfm", "autoint", "dcnv2", "din", "bst", "dmr", "lr")
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -41,6 +42,9 @@ class ModelConfig:
         nonseq_in_interaction: bool. Broadcast the non-sequential fields into the
             interacting layer (False = "w/o Non-seq Feats", Table 5).
         use_history: bool. False feeds only the target position (no behaviour history).
+        use_feedback: bool. Read the labels of the history (the dataset's history-only
+            ``feedback`` field, when it has one); False builds the model on the dataset
+            spec without it (the "w/o Feedback" ablation).
         use_position: bool. Positional embedding (False = "w/o Pos", Table 6).
         use_time: bool. Linear time-interval embedding (False = "w/o Time", Table 6).
         time_combine: str. ``"concat"`` (paper) or ``"add"`` the position/time embeddings.
@@ -66,6 +70,7 @@ class ModelConfig:
     interaction_heads: int = 1
     nonseq_in_interaction: bool = True
     use_history: bool = True
+    use_feedback: bool = True
     use_position: bool = True
     use_time: bool = True
     time_combine: str = "concat"
@@ -90,6 +95,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be an integer >= 0, got {v!r}.")
         for name in ("interaction_heads", "transformer_heads", "transformer_layers", "pooling_hidden"):
             _check_positive(name, getattr(self, name))
+        if not isinstance(self.use_feedback, bool):
+            raise ValueError(f"use_feedback must be a bool, got {self.use_feedback!r}.")
         _check_choice("pooling", self.pooling, POOLING_TYPES)
         _check_choice("attention", self.attention, ATTENTION_TYPES)
         _check_choice("time_combine", self.time_combine, TIME_COMBINE)

@@ -12,6 +12,13 @@ A prepared dataset is a directory holding
 Histories are left-padded to ``max_len`` (oldest first, most recent at index
 ``max_len - 1``), so position ``i`` of a history is ``max_len - i`` steps before the
 target; ``hist_len`` says how many trailing entries are real.
+
+A dataset may carry the labels of the history (the option ``feedback`` of the
+pipelines): one more sequential field, :data:`FEEDBACK_FIELD`, marked
+``history_only`` (its target value is always the unknown id, since the target's label
+is what the model predicts). Its vocabulary is :data:`FEEDBACK_VALUES`: id 2 is an
+earlier impression that was not clicked, id 3 one that was, id 1 a label unknown at the
+target's time (the target itself, and earlier impressions at the target's timestamp).
 """
 
 from __future__ import annotations
@@ -36,6 +43,13 @@ GROUP_KEY = "group_id"
 ORACLE_KEY = "oracle_prob"
 SPEC_FILE = "dataset_spec.json"
 
+#: The history-only field holding the labels of the history's impressions.
+FEEDBACK_FIELD = "feedback"
+#: Raw values of the feedback field in id order (the labels as text): "0" has id 2
+#: (not clicked), "1" id 3 (clicked); a label not known yet has the OOV id 1.
+FEEDBACK_VALUES = ("0", "1")
+FEEDBACK_UNKNOWN_ID = OOV_ID
+
 
 @dataclasses.dataclass(frozen=True)
 class FieldSpec:
@@ -51,6 +65,11 @@ class FieldSpec:
         vocab_size: int. Categorical only: number of ids including padding and OOV.
         min: float. Numeric only: training minimum used for scaling.
         max: float. Numeric only: training maximum used for scaling.
+        history_only: bool. Only the history of the field carries information: its
+            target value is not known when the model predicts (the labels of the
+            history, :data:`FEEDBACK_FIELD`), stored as the unknown id and not asked
+            for by the serving signature. Needs ``sequential`` and a role other than
+            ``"item"`` (it is no part of the target item). Defaults to False.
     """
 
     name: str
@@ -60,6 +79,7 @@ class FieldSpec:
     vocab_size: int = 0
     min: float = 0.0
     max: float = 1.0
+    history_only: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -73,6 +93,11 @@ class FieldSpec:
         if self.type == "numeric" and not self.max >= self.min:
             raise ValueError(
                 f"Field {self.name!r}: max ({self.max}) must be >= min ({self.min})."
+            )
+        if self.history_only and (not self.sequential or self.role == "item"):
+            raise ValueError(
+                f"Field {self.name!r}: history_only needs sequential=True and a role other "
+                f"than 'item', got sequential={self.sequential!r}, role={self.role!r}."
             )
 
     @property
@@ -152,6 +177,34 @@ class DatasetSpec:
         return tuple(f for f in self.fields if f.sequential and f.role == "item")
 
     @property
+    def history_only_fields(self) -> tuple[FieldSpec, ...]:
+        """Fields whose target value is unknown at prediction time (the feedback)."""
+        return tuple(f for f in self.fields if f.history_only)
+
+    def without_feedback(self) -> DatasetSpec:
+        """This spec without its history-only fields: what a model built with
+        ``use_feedback=False`` reads (``self`` when there are none)."""
+        if not self.history_only_fields:
+            return self
+        return dataclasses.replace(self, fields=tuple(f for f in self.fields if not f.history_only))
+
+    def model_view(self, model_spec: DatasetSpec) -> DatasetSpec:
+        """The spec a model built on ``model_spec`` reads from this dataset: this spec,
+        or it without its feedback when the model was built without feedback.
+
+        Raises:
+            ValueError: when the model was built for other fields or vocabularies.
+        """
+        for view in (self, self.without_feedback()):
+            if view.fields == model_spec.fields:
+                return view
+        raise ValueError(
+            f"The model was built for other fields or vocabularies than dataset "
+            f"{self.name!r}: model fields {[f.name for f in model_spec.fields]}, dataset "
+            f"fields {[f.name for f in self.fields]}."
+        )
+
+    @property
     def time_hist_name(self) -> str:
         return self.time_field + HIST_SUFFIX
 
@@ -196,7 +249,11 @@ class DatasetSpec:
     # ---- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["fields"] = [dataclasses.asdict(f) for f in self.fields]
+        # history_only is written only where set, so specs without feedback read as before.
+        d["fields"] = [
+            {k: v for k, v in dataclasses.asdict(f).items() if k != "history_only" or v}
+            for f in self.fields
+        ]
         return d
 
     @classmethod

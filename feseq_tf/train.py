@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model to train: feseq (default, unless --config names another) "
                         "or a baseline")
     p.add_argument("--config", help="JSON/YAML file with 'model'/'train' overrides of the preset")
-    p.add_argument("--preset", help="config preset (default: the dataset's own, else eleme)")
+    p.add_argument("--preset", help="config preset: eleme, bundle, synthetic or auto (default: "
+                   "the dataset's own, else auto, the recipe sized from the data)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, e.g. --set model.pooling=mean (repeatable)")
     p.add_argument("--epochs", type=int)
@@ -112,9 +113,13 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, A
     return overrides
 
 
+AUTO_PRESET = "auto"
+
+
 def default_preset(dataset_name: str) -> str:
-    """The preset a dataset trains with when none is named: its own, else ``"eleme"``."""
-    return dataset_name if dataset_name in NAMED_DATASETS else "eleme"
+    """The preset a dataset trains with when none is named: a named dataset's own, else
+    ``"auto"`` (:func:`feseq_tf.recipe.recipe`, sized from the data)."""
+    return dataset_name if dataset_name in NAMED_DATASETS else AUTO_PRESET
 
 
 def resolve_config(
@@ -124,6 +129,7 @@ def resolve_config(
     config_file: str | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
     model_name: str | None = None,
+    spec: DatasetSpec | None = None,
 ) -> ExperimentConfig:
     """The run's configuration: preset, then the config file, then ``overrides``.
 
@@ -135,12 +141,25 @@ def resolve_config(
         overrides: dict or None. ``{"model": {...}, "train": {...}}`` applied last.
         model_name: str or None. The model to train (FESeq or a baseline); None keeps
             the preset's or the config file's.
+        spec: DatasetSpec or None. The prepared dataset; needed by the ``"auto"``
+            preset (the default for datasets without a preset of their own).
 
     Raises:
         UsageError: unknown keys or invalid values (the message names them).
     """
     try:
-        cfg = preset(preset_name or default_preset(dataset_name))
+        name = preset_name or default_preset(dataset_name)
+        if name == AUTO_PRESET:
+            if spec is None:
+                raise UsageError(
+                    f"the {AUTO_PRESET!r} preset sizes the recipe from the data: pass the "
+                    "dataset's spec, or name another preset"
+                )
+            from feseq_tf.recipe import recipe
+
+            cfg = recipe(spec)
+        else:
+            cfg = preset(name)
         if config_file:
             cfg = cfg.override(load_config_file(config_file))
         top: dict[str, Any] = {"dataset": dataset_name}
@@ -151,7 +170,9 @@ def resolve_config(
         raise UsageError(f"invalid configuration: {err}") from err
 
 
-def _config_from_args(args: argparse.Namespace, dataset_name: str) -> ExperimentConfig:
+def _config_from_args(
+    args: argparse.Namespace, dataset_name: str, spec: DatasetSpec
+) -> ExperimentConfig:
     overrides = parse_overrides(args.set)
     flag_map = {
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
@@ -160,7 +181,7 @@ def _config_from_args(args: argparse.Namespace, dataset_name: str) -> Experiment
     overrides["train"].update({k: v for k, v in flag_map.items() if v is not None})
     return resolve_config(
         dataset_name, preset_name=args.preset, config_file=args.config, overrides=overrides,
-        model_name=args.model,
+        model_name=args.model, spec=spec,
     )
 
 
@@ -376,7 +397,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.dataset, data_dir=args.data_dir, raw_dir=args.raw_dir,
             synthetic_rows=args.synthetic_rows, synthetic_seed=args.synthetic_seed,
         )
-        config = _config_from_args(args, dataset_name)
+        config = _config_from_args(args, dataset_name, DatasetSpec.load(dataset_dir))
         metrics = run(
             config, dataset_dir, args.output_dir,
             attention_summaries=args.attention_summaries, attention_every=args.attention_every,

@@ -27,6 +27,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 import os
@@ -98,8 +99,10 @@ def pipeline_spec(
     time_clip: int = 4000,
     num_shards: int | None = None,
     timestamp_format: str | None = None,
+    feedback: bool = False,
 ) -> PipelineSpec:
-    """The Bundle schema (paper Table 1/2: 24 sequence fields, 9 non-sequence, L = 8)."""
+    """The Bundle schema (paper Table 1/2: 24 sequence fields, 9 non-sequence, L = 8);
+    ``feedback`` adds the labels of the history (not in the paper)."""
     return PipelineSpec(
         name=DATASET_NAME,
         user_key=USER_KEY,
@@ -114,6 +117,7 @@ def pipeline_spec(
         time_clip=time_clip,
         num_shards=num_shards,
         timestamp_format=timestamp_format,
+        feedback=feedback,
     )
 
 
@@ -197,22 +201,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="'iso8601' or a strftime format for text timestamps.",
     )
+    parser.add_argument(
+        "--feedback",
+        action="store_true",
+        help="Add the labels of the history as the field 'feedback' (not in the paper).",
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    options = dict(
+        max_len=args.max_len,
+        min_count=args.min_count,
+        timestamp_format=args.timestamp_format,
+        feedback=args.feedback,
+    )
     if args.write_spec:
-        pipeline_spec(
-            max_len=args.max_len, min_count=args.min_count, timestamp_format=args.timestamp_format
-        ).save(args.write_spec)
+        pipeline_spec(**options).save(args.write_spec)
         print(args.write_spec)
         return 0
     if not args.input or not args.out:
         parser.error("--input and --out are required (or --write-spec).")
     if args.spec:
         spec = PipelineSpec.load(args.spec)
+        if args.feedback:
+            spec = dataclasses.replace(spec, feedback=True)
     else:
-        spec = pipeline_spec(
-            max_len=args.max_len, min_count=args.min_count, timestamp_format=args.timestamp_format
-        )
+        spec = pipeline_spec(**options)
     try:
         result = prepare(args.input, args.out, spec=spec, progress=not args.quiet)
     except FileNotFoundError as err:

@@ -141,8 +141,10 @@ def pipeline_spec(
     num_shards: int | None = None,
     seed: int = 2024,
     name: str = DATASET_NAME,
+    feedback: bool = False,
 ) -> PipelineSpec:
-    """The Ele.me layout as a generic pipeline spec."""
+    """The Ele.me layout as a generic pipeline spec (``feedback``: add the labels of the
+    history, see :class:`pipelines.generic.PipelineSpec`)."""
     return PipelineSpec(
         name=name,
         user_key=USER_KEY,
@@ -157,6 +159,7 @@ def pipeline_spec(
         time_clip=time_clip,
         num_shards=num_shards,
         seed=seed,
+        feedback=feedback,
     )
 
 
@@ -535,6 +538,7 @@ def prepare(
     num_shards: int | None = None,
     progress: bool = True,
     name: str = DATASET_NAME,
+    feedback: bool = False,
 ) -> PrepareResult:
     """Raw Ele.me day files -> prepared dataset in ``out_dir`` (see ``docs/data_format.md``).
 
@@ -551,6 +555,9 @@ def prepare(
         num_shards: int or None. Training shards (None: about 100k samples each).
         progress: bool. Print progress lines.
         name: str. Dataset name in the spec (the synthetic data uses its own).
+        feedback: bool. Add the history-only field ``feedback``: the labels of the
+            history's impressions (leak-free; see ``docs/data_format.md``). Defaults
+            to False, the paper's inputs.
 
     Returns:
         PrepareResult (dataset spec, report, in-memory tables).
@@ -566,6 +573,7 @@ def prepare(
         num_shards=num_shards,
         seed=seed,
         name=name,
+        feedback=feedback,
     )
     extra = {"days": list(days), "sample_frac": sample_frac, "seed": seed, "source": TIANCHI_URL}
     return generic.build_dataset(
@@ -605,6 +613,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="Training shards (default: ~100k samples each).",
     )
+    parser.add_argument(
+        "--feedback",
+        action="store_true",
+        help="Add the labels of the history as the field 'feedback' (not in the paper).",
+    )
     parser.add_argument("--quiet", action="store_true", help="No progress lines.")
     args = parser.parse_args(argv)
     try:
@@ -620,6 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             time_clip=args.time_clip,
             num_shards=args.num_shards,
             progress=not args.quiet,
+            feedback=args.feedback,
         )
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -10,6 +10,8 @@ writes the layout of ``docs/data_format.md``:
 2. group by user, sort by time (stable: ties keep the input order); each impression's
    history is the user's previous impressions, at most ``max_len``, most recent last,
    left-padded with 0, with the aligned raw timestamps ``<time>_list`` and ``hist_len``;
+   with ``feedback`` on, also the labels of those impressions (``feedback_list``; a
+   label at the target's own timestamp is written as unknown, never leaked);
 3. sort all samples by time (stable) and split them by ``split_ratios`` (8:1:1);
 4. categorical vocabularies from the training split only, values seen fewer than
    ``min_count`` times map to the OOV id 1 (padding is 0); numeric fields are min-max
@@ -143,6 +145,11 @@ class PipelineSpec:
             string: a ``strftime`` format. Text datetimes become seconds since the
             epoch (UTC); unparsable ones are dropped as ``non_numeric:<timestamp>``.
             Defaults to None.
+        feedback: bool. Add the history-only field ``feedback`` (see
+            :data:`feseq_tf.schema.FEEDBACK_FIELD`): ``feedback_list`` holds the label of
+            every history impression (id 3 clicked, 2 not clicked), except impressions at
+            the target's own timestamp, whose label is written as unknown (id 1), as is
+            the target value of every record. Defaults to False.
     """
 
     name: str
@@ -161,6 +168,7 @@ class PipelineSpec:
     shuffle_train: bool = True
     seed: int = 0
     timestamp_format: str | None = None
+    feedback: bool = False
 
     def __post_init__(self) -> None:
         nonseq = tuple(
@@ -203,6 +211,15 @@ class PipelineSpec:
                 raise ValueError(f"The {key} column {getattr(self, key)!r} cannot also be a field.")
         if self.timestamp == self.label:
             raise ValueError(f"timestamp and label are the same column {self.label!r}.")
+        if not isinstance(self.feedback, bool):
+            raise ValueError(f"feedback must be true or false, got {self.feedback!r}.")
+        feedback_names = {schema.FEEDBACK_FIELD, schema.FEEDBACK_FIELD + schema.HIST_SUFFIX}
+        taken = sorted(feedback_names & {*names, self.timestamp, self.label, self.user_key})
+        if self.feedback and taken:
+            raise ValueError(
+                f"feedback adds the field {schema.FEEDBACK_FIELD!r}, but the pipeline spec "
+                f"already uses the names {taken}: rename those columns."
+            )
         _check_int("max_len", self.max_len, 1)
         _check_int("min_count", self.min_count, 1)
         _check_int("time_clip", self.time_clip, 1)
@@ -238,6 +255,8 @@ class PipelineSpec:
         d["non_sequential_fields"] = [dataclasses.asdict(f) for f in self.non_sequential_fields]
         d["sequential_fields"] = [dataclasses.asdict(f) for f in self.sequential_fields]
         d["split_ratios"] = list(self.split_ratios)
+        if not self.feedback:  # written only when on: specs without it read as before
+            del d["feedback"]
         return d
 
     @classmethod
@@ -934,12 +953,35 @@ def _history_columns(
             columns[f.name + schema.HIST_SUFFIX] = history(values)
     columns[ps.timestamp] = data.times[out_rows]
     columns[ps.timestamp + schema.HIST_SUFFIX] = history(data.times)
+    if ps.feedback:
+        hist_labels = history(schema.NUM_RESERVED_IDS + data.label.astype(np.int64))
+        columns.update(
+            _feedback_columns(
+                hist_labels, columns[ps.timestamp + schema.HIST_SUFFIX], data.times[out_rows], other
+            )
+        )
     columns[schema.HIST_LEN] = np.minimum(earlier, L).astype(np.int64)
     columns[schema.GROUP_KEY] = data.group_id[out_rows]
     columns[ps.label] = data.label[out_rows]
     if data.oracle is not None:
         columns[schema.ORACLE_KEY] = data.oracle[out_rows]
     return columns
+
+
+def _feedback_columns(
+    hist_labels: np.ndarray, hist_times: np.ndarray, times: np.ndarray, padding: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The feedback field's columns: the unknown id at the target, and the history's
+    labels as ids (``hist_labels`` [n, L]: label + 2, 0 at padding) where known.
+
+    A history impression at the target's own timestamp stays in the history (as for
+    every field) but its label is written as unknown: it is not known when the target
+    is shown.
+    """
+    hist = hist_labels.copy()
+    hist[(hist_times == times[:, None]) & ~padding] = schema.FEEDBACK_UNKNOWN_ID
+    target = np.full(len(times), schema.FEEDBACK_UNKNOWN_ID, dtype=np.int64)
+    return {schema.FEEDBACK_FIELD: target, schema.FEEDBACK_FIELD + schema.HIST_SUFFIX: hist}
 
 
 def build_dataset(
@@ -990,6 +1032,18 @@ def build_dataset(
     with timer.step("vocabularies and scaling") as info:
         info["rows"] = len(split_rows["train"])
         encoded, vocabs, field_specs = _encode_fields(ps, data, train_mask)
+        if ps.feedback:
+            vocabs[schema.FEEDBACK_FIELD] = list(schema.FEEDBACK_VALUES)
+            field_specs.append(
+                schema.FieldSpec(
+                    name=schema.FEEDBACK_FIELD,
+                    role="context",
+                    type="categorical",
+                    sequential=True,
+                    vocab_size=len(schema.FEEDBACK_VALUES) + schema.NUM_RESERVED_IDS,
+                    history_only=True,
+                )
+            )
     with timer.step("histories") as info:
         info["rows"] = data.rows
         out_rows = np.concatenate([split_rows[s] for s in schema.SPLITS])
@@ -1084,7 +1138,7 @@ def _make_report(
                 else None
             )
             for f in spec.fields
-            if f.is_categorical
+            if f.is_categorical and not f.history_only  # its target is unknown by design
         },
         "min_count": ps.min_count,
         "max_len": ps.max_len,
@@ -1220,9 +1274,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input", required=True, help="CSV (with header) or Parquet file.")
     parser.add_argument("--spec", required=True, help="Pipeline spec (YAML or JSON).")
     parser.add_argument("--out", required=True, help="Output dataset directory.")
+    parser.add_argument(
+        "--feedback",
+        action="store_true",
+        help="Add the labels of the history as the field 'feedback' (feedback_list; "
+        "same as 'feedback: true' in the spec).",
+    )
     parser.add_argument("--quiet", action="store_true", help="No progress lines.")
     args = parser.parse_args(argv)
     spec = PipelineSpec.load(args.spec)
+    if args.feedback:
+        spec = dataclasses.replace(spec, feedback=True)
     start = time.perf_counter()
     df, read_report = read_table(args.input, spec.required_columns)
     read_report["timings_s"] = {"read": round(time.perf_counter() - start, 3)}

@@ -15,8 +15,11 @@ cells; shops sit in one area of a district; items belong to one shop and one
 inside that category; some shops share a ``brand_id`` (chains). Shop popularity is
 Zipf-like, item popularity within a shop is Zipf-like, so item and shop frequencies are
 long-tailed. Users live in a city (``visit_city``) and a district (``geohash12`` is
-their location); their number of impressions is log-normal (many users with one or two
-impressions, some with dozens), so history lengths 0..``max_len`` all occur.
+their location); their number of impressions is log-normal (by default many users with
+one or two impressions, some with dozens), so history lengths 0..``max_len`` all occur.
+The knobs ``impressions_per_user`` (median), ``impressions_sigma`` and
+``max_impressions_per_user`` shape that draw; ``catalog_scale`` multiplies the size of
+the world (cities, shops, items), which is otherwise sized for the number of rows.
 Impressions come in sessions at meal-time-peaked hours of the three days; ``times`` is
 an integer in minutes, ``(weekday - 1) * 1440 + minute of the day``, and ``hours``,
 ``time_type`` and ``weekdays`` are derived from it. No user has two impressions at the
@@ -68,9 +71,13 @@ gender, ``-1`` id/rank/geohash) or left empty, so that the pipeline's filtering 
 exercised. They are not part of any user's history, their label and oracle value are
 those of the copied row, and the pipeline must drop them all.
 
+Regimes: :data:`REGIMES` names generator settings that make a family of datasets
+(today's default, the same at Ele.me's size, a dense ratings-like log, a sparse
+long-tail log); its docstring says what each mimics and why each value.
+
 Command line::
 
-    python -m pipelines.synthetic --out DIR [--rows N] [--seed S] [--report]
+    python -m pipelines.synthetic --out DIR [--regime NAME] [--rows N] [--seed S] [--report]
 """
 
 from __future__ import annotations
@@ -97,7 +104,19 @@ DEFAULT_NUM_ROWS = 250_000
 DEFAULT_SEED = 2024
 DEFAULT_MAX_LEN = 10
 DEFAULT_TARGET_CTR = 0.04
+MAX_TARGET_CTR = 0.9
 DEFAULT_UNKNOWN_FRAC = 0.002
+# Users: 1 + floor(X) impressions each, X log-normal with this median and log-sd, capped.
+DEFAULT_IMPRESSIONS_PER_USER = 3.0
+DEFAULT_IMPRESSIONS_SIGMA = 1.0
+# A user's impressions of one day must fit into its 1,440 minutes (one a minute at most);
+# sessions fall on random days, so allow at most this many per day of the window.
+MAX_IMPRESSIONS_PER_USER_PER_DAY = 300
+DEFAULT_CATALOG_SCALE = 1.0
+MAX_CATALOG_SCALE = 10.0
+# Intercept refinements under click feedback (each re-runs the click model).
+_PLAIN_STEPS = 8
+_CALIBRATION_STEPS = 20
 MIN_ROWS = 50
 # Time intervals reach the model in hours (``times`` is in minutes): the refiner's time
 # embedding has one row per whole unit, and at minute resolution its up to 4,000 rows
@@ -124,6 +143,7 @@ NUM_PRICE_RANKS = 20
 RAW_LIST_LEN = 10
 FOODS_PER_CATEGORY = 25
 MAX_IMPRESSIONS_PER_USER = 200
+"""Default cap of the impressions of one user (the ``max_impressions_per_user`` knob)."""
 # Relative traffic per hour of the day (lunch and dinner peaks).
 HOUR_TRAFFIC = np.array(
     [0.5, 0.3, 0.2, 0.1, 0.1, 0.2, 0.6, 1.5, 2.0, 2.2, 4.0, 7.0,
@@ -224,6 +244,157 @@ COMPONENTS = (
 )
 
 
+_EFFECT_NAMES = tuple(f.name for f in dataclasses.fields(Effects))
+
+# Knobs of the world and the users that simulate() takes, with their defaults.
+_WORLD_KNOBS: dict[str, Any] = {
+    "impressions_per_user": DEFAULT_IMPRESSIONS_PER_USER,
+    "impressions_sigma": DEFAULT_IMPRESSIONS_SIGMA,
+    "max_impressions_per_user": MAX_IMPRESSIONS_PER_USER,
+    "catalog_scale": DEFAULT_CATALOG_SCALE,
+}
+_KNOB_DEFAULTS: dict[str, Any] = {
+    "num_rows": DEFAULT_NUM_ROWS,
+    "target_ctr": DEFAULT_TARGET_CTR,
+    "unknown_frac": DEFAULT_UNKNOWN_FRAC,
+    **_WORLD_KNOBS,
+}
+REGIME_KEYS = tuple(_KNOB_DEFAULTS) + _EFFECT_NAMES
+"""Keys a regime may set: the generator knobs and the effect strengths."""
+
+REGIMES: dict[str, dict[str, Any]] = {
+    "default": dict(_KNOB_DEFAULTS),
+    "eleme_scale": {**_KNOB_DEFAULTS, "num_rows": 1_200_000},
+    "dense": {
+        "num_rows": 100_000,
+        "target_ctr": 0.55,
+        "impressions_per_user": 90.0,
+        "impressions_sigma": 0.6,
+        "max_impressions_per_user": 600,
+        "catalog_scale": 0.06,
+        "item_quality": 0.8,
+        "shop_quality": 0.3,
+        "user_activity": 1.0,
+        "super_vip": 0.1,
+        "hour": 0.1,
+        "weekday": 0.05,
+        "gender_category": 0.2,
+        "price_match": 0.2,
+        "meal_category": 0.15,
+        "history_shop": 0.3,
+        "history_category": 0.2,
+        "history_click_boost": 1.0,
+        "history_cap": 1.0,
+        "noise": 0.3,
+    },
+    "sparse_long_tail": {
+        "num_rows": 250_000,
+        "target_ctr": 0.02,
+        "impressions_per_user": 1.5,
+        "impressions_sigma": 1.3,
+        "max_impressions_per_user": 300,
+        "catalog_scale": 3.0,
+        "item_quality": 0.15,
+        "shop_quality": 0.1,
+        "user_activity": 0.15,
+        "super_vip": 0.05,
+        "hour": 0.15,
+        "weekday": 0.05,
+        "gender_category": 0.5,
+        "price_match": 0.5,
+        "meal_category": 0.4,
+        "history_shop": 2.0,
+        "history_category": 0.8,
+        "history_click_boost": 1.0,
+        "history_cap": 2.5,
+        "noise": 0.3,
+    },
+}
+"""Named generator settings: a family of datasets to choose defaults on, not one.
+
+Each regime maps :data:`REGIME_KEYS` to values (the generator's knobs and the
+:class:`Effects` strengths it changes; an effect it does not name keeps its default).
+Pass one as ``generate(..., regime=NAME)``, ``make_synthetic_dataset(out,
+regime=NAME)`` or ``python -m pipelines.synthetic --regime NAME``; any explicit
+argument overrides the regime's value. ``python -m pipelines.synthetic --regime NAME
+--out DIR --report`` prints its oracle and single-field logistic regression AUCs.
+
+``"default"``: today's defaults, an Ele.me-like food-delivery log at 250,000 rows
+(CTR 0.04): many users with one to a few impressions (median of the draw 3, log-sd
+1), a catalogue sized for the rows (``catalog_scale`` 1: about 8k shops, 62k
+items), main effects, crosses and history of similar weight.
+
+``"eleme_scale"``: the default at the Ele.me dataset's size, 1,200,000 rows; the
+world grows with the rows (50 cities, 40k shops, 300k items), so what changes is
+the amount of data per parameter, not the click model.
+
+``"dense"``: a ratings-like log (a public movie-ratings log with a high rating as
+the label has about 100k impressions, 1k users, 1.7k items, CTR 0.55):
+
+* ``num_rows`` 100,000 and ``target_ctr`` 0.55: that log's size and positive rate;
+* ``impressions_per_user`` 90, ``impressions_sigma`` 0.6, ``max_impressions_per_user``
+  600: about 900 users with long histories (median about 90, a tail to a few hundred);
+  nearly every sample has a full history;
+* ``catalog_scale`` 0.06: about 200 shops and 1,500 items, each item seen about 65
+  times, so an id's own bias is learnable;
+* ``user_activity`` 1.0 and ``item_quality`` 0.8 (``shop_quality`` 0.3): strong
+  per-user and per-item biases, the bulk of the oracle's lift, which a linear model
+  on one-hot ids captures;
+* crosses weak (``gender_category`` 0.2, ``price_match`` 0.2, ``meal_category``
+  0.15), time effects weak (``hour`` 0.1, ``weekday`` 0.05, ``super_vip`` 0.1):
+  little beyond the main effects for a deep model to find;
+* history present but modest (``history_shop`` 0.3, ``history_category`` 0.2,
+  ``history_cap`` 1.0, clicked history impressions counting double): with a small
+  catalogue most histories hold the same shop or category, so a strong history term
+  would be a near-constant; ``noise`` 0.3.
+
+``"sparse_long_tail"``: a sparse log dominated by cold entities, where what is left
+to learn lies in the crosses and the history:
+
+* ``num_rows`` 250,000, ``target_ctr`` 0.02: the default's size, a rarer click;
+* ``impressions_per_user`` 1.5, ``impressions_sigma`` 1.3, ``max_impressions_per_user``
+  300: most users are seen once or twice (a quarter of the samples have no history)
+  while a heavy tail still gives a fifth of the samples a full history;
+* ``catalog_scale`` 3.0: a long tail of 187k items over 25k shops, over half of the
+  impressions on items seen fewer than ten times (out of the vocabulary at the
+  default min count);
+* main effects weak (``item_quality`` 0.15, ``shop_quality`` 0.1, ``user_activity``
+  0.15, ``super_vip`` 0.05, ``hour`` 0.15, ``weekday`` 0.05): ids carry little;
+* crosses strong (``gender_category`` 0.5, ``price_match`` 0.5, ``meal_category``
+  0.4) and history strong (``history_shop`` 2.0, ``history_category`` 0.8,
+  ``history_cap`` 2.5): the terms a single-field model cannot see; ``noise`` 0.3.
+
+Every regime keeps the oracle test AUC within 0.70-0.85 (measured with ``--report``).
+"""
+
+
+def regime_kwargs(regime: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """The generator knobs and effect strengths of a regime, with overrides on top.
+
+    Args:
+        regime: str. A name of :data:`REGIMES`. Defaults to None: today's defaults
+            (the ``"default"`` regime).
+        **overrides: Values of :data:`REGIME_KEYS` that replace the regime's.
+
+    Returns:
+        dict with every generator knob (``num_rows``, ``target_ctr``, ``unknown_frac``,
+        ``impressions_per_user``, ``impressions_sigma``, ``max_impressions_per_user``,
+        ``catalog_scale``) and the effect strengths the regime or the overrides set
+        (the others are :class:`Effects` defaults).
+
+    Example:
+        >>> regime_kwargs("dense", num_rows=5000)["target_ctr"]
+        0.55
+    """
+    if regime is not None and (not isinstance(regime, str) or regime not in REGIMES):
+        raise ValueError(f"regime must be one of {sorted(REGIMES)}, got {regime!r}.")
+    unknown = sorted(set(overrides) - set(REGIME_KEYS))
+    if unknown:
+        raise ValueError(f"Unknown effect strength(s) or generator argument(s) {unknown}; "
+                         f"known: {sorted(REGIME_KEYS)}.")
+    return {**_KNOB_DEFAULTS, **(REGIMES[regime] if regime else {}), **overrides}
+
+
 @dataclasses.dataclass
 class Simulation:
     """Everything one generator run produced (arrays over the valid impressions).
@@ -283,6 +454,12 @@ class _PerUser:
 
 # ---------------------------------------------------------------------------------
 # helpers
+
+
+def _is_number(x: Any) -> bool:
+    """A finite real number (not a bool)."""
+    return (not isinstance(x, bool) and isinstance(x, (int, float, np.integer, np.floating))
+            and math.isfinite(x))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -451,11 +628,13 @@ class _Users:
     hash12: np.ndarray
 
 
-def _build_world(n: int, weekdays: np.ndarray, rng: np.random.Generator) -> _World:
-    """Cities > districts > areas (aoi) > shops > items, sized for ``n`` impressions."""
-    n_cities = int(np.clip(n // 5000, 4, 50))
-    n_shops = max(20, n // 30)
-    n_items = max(3 * n_shops, n // 4)
+def _build_world(n: int, weekdays: np.ndarray, rng: np.random.Generator,
+                 catalog_scale: float = DEFAULT_CATALOG_SCALE) -> _World:
+    """Cities > districts > areas (aoi) > shops > items, sized for ``n * catalog_scale`` impressions."""
+    size = int(n * catalog_scale)
+    n_cities = int(np.clip(size // 5000, 4, 50))
+    n_shops = max(20, size // 30)
+    n_items = max(3 * n_shops, size // 4)
     n_districts = int(np.clip(n_shops // 40, n_cities, n_shops))
     n_aois = max(n_districts, n_shops // 8)
     city_w = _zipf_weights(n_cities, 1.0, rng)
@@ -543,11 +722,19 @@ def _build_world(n: int, weekdays: np.ndarray, rng: np.random.Generator) -> _Wor
     )
 
 
-def _build_users(n: int, world: _World, target_ctr: float, rng: np.random.Generator) -> _Users:
-    """Users with log-normal impression counts summing to ``n``, and their profiles."""
+def _build_users(n: int, world: _World, target_ctr: float, rng: np.random.Generator, *,
+                 impressions_per_user: float = DEFAULT_IMPRESSIONS_PER_USER,
+                 impressions_sigma: float = DEFAULT_IMPRESSIONS_SIGMA,
+                 max_impressions_per_user: int = MAX_IMPRESSIONS_PER_USER) -> _Users:
+    """Users with log-normal impression counts summing to ``n``, and their profiles.
+
+    A user has ``min(max_impressions_per_user, 1 + floor(X))`` impressions, ``X``
+    log-normal with median ``impressions_per_user`` and log-sd ``impressions_sigma``
+    (the last user gets the remainder).
+    """
     est = int(n / 4.0) + 16
-    counts = np.minimum(MAX_IMPRESSIONS_PER_USER,
-                        1 + np.floor(rng.lognormal(math.log(3.0), 1.0, est))).astype(np.int64)
+    draws = rng.lognormal(math.log(impressions_per_user), impressions_sigma, est)
+    counts = np.minimum(max_impressions_per_user, 1 + np.floor(draws)).astype(np.int64)
     while counts.sum() < n:
         counts = np.concatenate([counts, counts])
     csum = np.cumsum(counts)
@@ -612,7 +799,13 @@ def _impression_times(counts: np.ndarray, num_days: int,
     fixed = np.maximum.accumulate(group * big + minute - rank) - group * big + rank
     overflow = np.zeros(n_users * num_days, np.int64)
     np.maximum.at(overflow, group, fixed - (MINUTES_PER_DAY - 1))
-    return row_user, row_day, fixed - overflow[group]
+    # A very busy day (hundreds of impressions) may then start before midnight: its
+    # earliest impressions move to minutes 0, 1, 2... (a no-op on every other day, whose
+    # strictly increasing minutes from >= 0 are >= their rank).
+    minute = np.maximum(fixed - overflow[group], rank)
+    if len(minute) and minute.max() >= MINUTES_PER_DAY:
+        raise RuntimeError("Internal error: a user's impressions of one day do not fit into the day.")
+    return row_user, row_day, minute
 
 
 def _by_position(pos: np.ndarray) -> list[np.ndarray]:
@@ -700,11 +893,19 @@ def _clicks(static: np.ndarray, hist_w: np.ndarray, steps: list[np.ndarray], e: 
     b = 0.5 * (lo + hi)
     hist, prob, y = run(b)
     if e.history_click_boost > 0 and seen.any():
-        for _ in range(8):
+        # Steps in logit space: move b by the logit gap; where that has not converged
+        # after _PLAIN_STEPS (strong click feedback at a high CTR makes the slope exceed
+        # 1, so plain steps overshoot), by the gap over the measured slope (secant).
+        goal, last = _logit(target_ctr), None
+        for step in range(_CALIBRATION_STEPS):
             mean = float(prob.mean())
             if abs(mean - target_ctr) < 1e-4 * target_ctr:
                 break
-            b += _logit(target_ctr) - _logit(mean)
+            slope = 1.0
+            if step >= _PLAIN_STEPS and b != last[0]:
+                slope = float(np.clip((_logit(mean) - last[1]) / (b - last[0]), 0.5, 4.0))
+            last = (b, _logit(mean))
+            b += (goal - _logit(mean)) / slope
             hist, prob, y = run(b)
     return b, hist, prob, y
 
@@ -718,6 +919,10 @@ def simulate(
     days: Sequence[str] = DEFAULT_DAYS,
     max_len: int = DEFAULT_MAX_LEN,
     effects: Effects | None = None,
+    impressions_per_user: float = DEFAULT_IMPRESSIONS_PER_USER,
+    impressions_sigma: float = DEFAULT_IMPRESSIONS_SIGMA,
+    max_impressions_per_user: int = MAX_IMPRESSIONS_PER_USER,
+    catalog_scale: float = DEFAULT_CATALOG_SCALE,
 ) -> Simulation:
     """Run the generative model in memory (no files); see the module docstring.
 
@@ -728,8 +933,8 @@ def simulate(
     Args:
         num_rows: int. Raw rows to produce (valid rows plus rows with unknown codes).
         seed: int. Random seed. Defaults to 2024.
-        target_ctr: float. Mean click probability the intercept is calibrated to.
-            Defaults to 0.04.
+        target_ctr: float. Mean click probability the intercept is calibrated to, in
+            (0, 0.9]. Defaults to 0.04.
         unknown_frac: float. Share of raw rows with an unknown code or a missing value.
             Defaults to 0.002.
         days: sequence of str. Day files ``D<weekday>_<k>``, increasing weekdays.
@@ -737,6 +942,16 @@ def simulate(
         max_len: int. History length the click model looks back (use the pipeline's
             ``max_len``). Defaults to 10.
         effects: Effects. Effect strengths. Defaults to ``Effects()``.
+        impressions_per_user: float. Median of the log-normal draw ``X`` of a user's
+            impressions (a user has ``1 + floor(X)``, capped). Defaults to 3.0.
+        impressions_sigma: float. Log-sd of that draw (0: every user has the same
+            number). Defaults to 1.0.
+        max_impressions_per_user: int. Cap of a user's impressions, at most
+            ``MAX_IMPRESSIONS_PER_USER_PER_DAY`` (300) per day of ``days``. Defaults to 200.
+        catalog_scale: float. Multiplies the world's size (cities, shops, items, brands),
+            which is otherwise sized for the number of impressions: below 1 a small
+            catalogue whose items are each seen often, above 1 a long tail of rarely
+            seen items. In (0, 10]. Defaults to 1.0.
 
     Returns:
         A :class:`Simulation`.
@@ -746,13 +961,29 @@ def simulate(
         raise ValueError(f"num_rows must be an integer in [{MIN_ROWS}, {MAX_ROWS}], got {num_rows!r}.")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
-    if not 0.0 < target_ctr < 0.5:
-        raise ValueError(f"target_ctr must be in (0, 0.5), got {target_ctr!r}.")
+    if not _is_number(target_ctr) or not 0.0 < target_ctr <= MAX_TARGET_CTR:
+        raise ValueError(f"target_ctr must be a number in (0, {MAX_TARGET_CTR}], got {target_ctr!r}.")
     if not 0.0 <= unknown_frac <= 0.2:
         raise ValueError(f"unknown_frac must be in [0, 0.2], got {unknown_frac!r}.")
     if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
         raise ValueError(f"max_len must be an integer >= 1, got {max_len!r}.")
     days = _check_days(days)
+    cap = MAX_IMPRESSIONS_PER_USER_PER_DAY * len(days)
+    if not _is_number(impressions_per_user) or not 0.0 < impressions_per_user <= cap:
+        raise ValueError(f"impressions_per_user must be a number in (0, {cap}], "
+                         f"got {impressions_per_user!r}.")
+    if not _is_number(impressions_sigma) or not 0.0 <= impressions_sigma <= 3.0:
+        raise ValueError(f"impressions_sigma must be a number in [0, 3], got {impressions_sigma!r}.")
+    if (isinstance(max_impressions_per_user, bool)
+            or not isinstance(max_impressions_per_user, (int, np.integer))
+            or not 1 <= max_impressions_per_user <= cap):
+        raise ValueError(f"max_impressions_per_user must be an integer in [1, {cap}] "
+                         f"({MAX_IMPRESSIONS_PER_USER_PER_DAY} per day of days), "
+                         f"got {max_impressions_per_user!r}.")
+    if not _is_number(catalog_scale) or not 0.0 < catalog_scale <= MAX_CATALOG_SCALE:
+        raise ValueError(f"catalog_scale must be a number in (0, {MAX_CATALOG_SCALE:g}], got {catalog_scale!r}.")
+    impressions_per_user, impressions_sigma = float(impressions_per_user), float(impressions_sigma)
+    max_impressions_per_user, catalog_scale = int(max_impressions_per_user), float(catalog_scale)
     effects = effects if effects is not None else Effects()
     if not isinstance(effects, Effects):
         raise ValueError(f"effects must be an Effects instance, got {effects!r}.")
@@ -765,8 +996,10 @@ def simulate(
     n = num_rows - num_junk
     weekdays = np.array([parse_day(d) for d in days])
 
-    world = _build_world(n, weekdays, r_world)
-    users = _build_users(n, world, target_ctr, r_users)
+    world = _build_world(n, weekdays, r_world, catalog_scale)
+    users = _build_users(n, world, target_ctr, r_users, impressions_per_user=impressions_per_user,
+                         impressions_sigma=impressions_sigma,
+                         max_impressions_per_user=max_impressions_per_user)
     row_user, row_day, minute = _impression_times(users.counts, len(days), r_times)
     times = (weekdays[row_day] - 1) * MINUTES_PER_DAY + minute
     hours = minute // 60
@@ -817,6 +1050,8 @@ def simulate(
         "num_rows": num_rows, "seed": seed, "target_ctr": target_ctr,
         "unknown_frac": unknown_frac, "days": list(days), "max_len": max_len,
         "effects": dataclasses.asdict(effects),
+        "impressions_per_user": impressions_per_user, "impressions_sigma": impressions_sigma,
+        "max_impressions_per_user": max_impressions_per_user, "catalog_scale": catalog_scale,
         "revisit_prob": REVISIT_PROB, "same_category_prob": SAME_CATEGORY_PROB,
         "travel_prob": TRAVEL_PROB, "time_unit": "minute",
         "history_length_distribution":
@@ -998,47 +1233,70 @@ def _write_raw_files(sim: Simulation, raw_dir: str, *, chunk_rows: int = 200_000
 def generate(
     out_dir: str,
     *,
-    num_rows: int,
+    num_rows: int | None = None,
+    regime: str | None = None,
     seed: int = DEFAULT_SEED,
-    target_ctr: float = DEFAULT_TARGET_CTR,
-    unknown_frac: float = DEFAULT_UNKNOWN_FRAC,
+    target_ctr: float | None = None,
+    unknown_frac: float | None = None,
     days: Sequence[str] = DEFAULT_DAYS,
     max_len: int = DEFAULT_MAX_LEN,
+    impressions_per_user: float | None = None,
+    impressions_sigma: float | None = None,
+    max_impressions_per_user: int | None = None,
+    catalog_scale: float | None = None,
     **strengths: float,
 ) -> dict[str, Any]:
     """Write synthetic raw day files in the Ele.me layout, their oracle files and ``generator.json``.
 
+    Every generator knob left at None takes the value of ``regime`` (a name of
+    :data:`REGIMES`), or without a regime today's default (the ``"default"`` regime);
+    an argument given overrides the regime.
+
     Args:
         out_dir: str. Directory for ``<day>.csv``, ``<day>.oracle.csv`` and
             ``generator.json`` (created if missing).
-        num_rows: int. Raw rows to write over all days (50 to 10 M); 1.2 M is Ele.me's size.
+        num_rows: int. Raw rows to write over all days (50 to 10 M); 1.2 M is Ele.me's
+            size. Defaults to the regime's, else 250,000.
+        regime: str. A name of :data:`REGIMES`. Defaults to None (today's defaults).
         seed: int. Random seed; the files are a deterministic function of the arguments.
             Defaults to 2024.
-        target_ctr: float. Mean click probability. Defaults to 0.04.
+        target_ctr: float. Mean click probability, in (0, 0.9]. Defaults to 0.04.
         unknown_frac: float. Share of rows carrying an unknown code or a missing value
             (the pipeline drops them). Defaults to 0.002.
         days: sequence of str. Day file names ``D<weekday>_<k>``. Defaults to
             ``("D1_0", "D3_1", "D5_0")``.
         max_len: int. History length of the click model (the pipeline's ``max_len``).
             Defaults to 10.
-        **strengths: float. Effect strengths, the fields of :class:`Effects`.
+        impressions_per_user: float. Median of the log-normal impressions-per-user draw
+            (see :func:`simulate`). Defaults to 3.0.
+        impressions_sigma: float. Its log-sd. Defaults to 1.0.
+        max_impressions_per_user: int. Cap of a user's impressions. Defaults to 200.
+        catalog_scale: float. World-size multiplier (shops, items...). Defaults to 1.0.
+        **strengths: float. Effect strengths, the fields of :class:`Effects` (on top of
+            the regime's).
 
     Returns:
-        The content of ``generator.json``: parameters, calibrated intercept, realised
-        CTR, world sizes, rows per file, history-length distribution, standard deviation
-        of every logit term and the generation time.
+        The content of ``generator.json``: parameters (``regime`` included), calibrated
+        intercept, realised CTR, world sizes, rows per file, history-length
+        distribution, standard deviation of every logit term and the generation time.
 
     Example:
         >>> info = generate("raw", num_rows=1000, seed=1, history_shop=0.0)
+        >>> info = generate("dense", regime="dense", num_rows=5000)
     """
-    effects = Effects.from_kwargs(**strengths)
+    given = {"num_rows": num_rows, "target_ctr": target_ctr, "unknown_frac": unknown_frac,
+             "impressions_per_user": impressions_per_user, "impressions_sigma": impressions_sigma,
+             "max_impressions_per_user": max_impressions_per_user, "catalog_scale": catalog_scale}
+    knobs = regime_kwargs(regime, **{k: v for k, v in given.items() if v is not None}, **strengths)
+    effects = Effects.from_kwargs(**{k: knobs.pop(k) for k in _EFFECT_NAMES if k in knobs})
     t0 = time.perf_counter()
-    sim = simulate(num_rows, seed=seed, target_ctr=target_ctr, unknown_frac=unknown_frac,
-                   days=days, max_len=max_len, effects=effects)
+    sim = simulate(knobs.pop("num_rows"), seed=seed, days=days, max_len=max_len,
+                   effects=effects, **knobs)
     t_sim = time.perf_counter() - t0
     files = _write_raw_files(sim, out_dir)
     info = dict(sim.params)
     info.update(
+        regime=regime,
         generator="pipelines.synthetic",
         intercept=sim.intercept,
         realized_ctr=float(sim.label.mean()),
@@ -1065,9 +1323,11 @@ def read_generator_info(raw_dir: str) -> dict[str, Any]:
 
 def simulation_from_info(info: dict[str, Any]) -> Simulation:
     """Re-run the simulation that wrote a raw directory (deterministic) from its info."""
+    # Raw directories written before a knob existed were made with its default.
+    knobs = {k: info.get(k, v) for k, v in _WORLD_KNOBS.items()}
     return simulate(info["num_rows"], seed=info["seed"], target_ctr=info["target_ctr"],
                     unknown_frac=info["unknown_frac"], days=info["days"],
-                    max_len=info["max_len"], effects=Effects(**info["effects"]))
+                    max_len=info["max_len"], effects=Effects(**info["effects"]), **knobs)
 
 
 def default_min_count(num_rows: int) -> int:
@@ -1090,6 +1350,7 @@ def prepare(
     num_shards: int | None = None,
     progress: bool = True,
     time_unit: float = TIME_UNIT_MINUTES,
+    feedback: bool = False,
 ) -> Any:
     """Run the Ele.me pipeline on synthetic raw files (all rows kept: ``sample_frac=1``).
 
@@ -1103,6 +1364,8 @@ def prepare(
         progress: bool. Print progress. Defaults to True.
         time_unit: float. Minutes per time-interval unit recorded in the spec.
             Defaults to ``TIME_UNIT_MINUTES`` (60: intervals in hours).
+        feedback: bool. Add the labels of the history (the field ``feedback``, see
+            ``docs/data_format.md``). Defaults to False.
 
     Returns:
         The pipeline's ``PrepareResult``; its spec is named ``"synthetic"`` and its
@@ -1116,13 +1379,15 @@ def prepare(
     result = eleme.prepare(
         raw_dir, out_dir, days=tuple(info["days"]), sample_frac=1.0, max_len=max_len,
         min_count=min_count, seed=info["seed"], time_unit=time_unit, time_clip=4000,
-        num_shards=num_shards, progress=progress, name=DATASET_NAME,
+        num_shards=num_shards, progress=progress, name=DATASET_NAME, feedback=feedback,
     )
     # Record the generator in the spec (provenance; the oracle ceiling's parameters).
     extra = dict(result.spec.extra)
     extra["generator"] = {k: info[k] for k in (
         "num_rows", "seed", "target_ctr", "unknown_frac", "days", "max_len", "effects",
         "intercept", "realized_ctr")}
+    extra["generator"].update({k: info.get(k, v) for k, v in _WORLD_KNOBS.items()})
+    extra["generator"]["regime"] = info.get("regime")
     result.spec = dataclasses.replace(result.spec, extra=extra)
     if out_dir is not None:
         result.spec.save(out_dir)
@@ -1132,20 +1397,25 @@ def prepare(
 def make_synthetic_dataset(
     out_dir: str,
     *,
-    num_rows: int = DEFAULT_NUM_ROWS,
+    regime: str | None = None,
+    num_rows: int | None = None,
     seed: int = DEFAULT_SEED,
     max_len: int = DEFAULT_MAX_LEN,
     min_count: int | None = None,
     num_shards: int | None = None,
     progress: bool = True,
     time_unit: float = TIME_UNIT_MINUTES,
+    feedback: bool = False,
     **generate_kwargs: Any,
 ) -> Any:
     """Generate raw files into ``<out_dir>/raw`` and prepare them into ``out_dir``.
 
     Args:
         out_dir: str. Prepared dataset directory (``dataset_spec.json`` at its root).
-        num_rows: int. Raw rows. Defaults to ``DEFAULT_NUM_ROWS`` (250,000).
+        regime: str. A name of :data:`REGIMES`; the other arguments override its values.
+            Defaults to None (today's defaults).
+        num_rows: int. Raw rows. Defaults to the regime's, else ``DEFAULT_NUM_ROWS``
+            (250,000).
         seed: int. Random seed of the generator and the pipeline. Defaults to 2024.
         max_len: int. History length of both the click model and the pipeline.
             Defaults to 10.
@@ -1153,8 +1423,11 @@ def make_synthetic_dataset(
         num_shards: int. TFRecord shards per split. Defaults to the pipeline's choice.
         progress: bool. Print progress. Defaults to True.
         time_unit: float. Minutes per time-interval unit (see :func:`prepare`).
+        feedback: bool. Add the labels of the history (see :func:`prepare`).
+            Defaults to False.
         **generate_kwargs: Further :func:`generate` arguments (``target_ctr``,
-            ``unknown_frac``, ``days``, effect strengths).
+            ``unknown_frac``, ``days``, ``impressions_per_user``, ``catalog_scale``...,
+            effect strengths).
 
     Returns:
         The pipeline's ``PrepareResult``.
@@ -1163,14 +1436,17 @@ def make_synthetic_dataset(
         >>> result = make_synthetic_dataset("data/synthetic", num_rows=20_000, seed=1)
         >>> result.spec.has_oracle
         True
+        >>> result = make_synthetic_dataset("data/dense", regime="dense")
     """
     raw_dir = os.path.join(out_dir, RAW_SUBDIR)
-    info = generate(raw_dir, num_rows=num_rows, seed=seed, max_len=max_len, **generate_kwargs)
+    info = generate(raw_dir, num_rows=num_rows, regime=regime, seed=seed, max_len=max_len,
+                    **generate_kwargs)
     if progress:
         print(f"synthetic: wrote {info['num_rows']} raw rows into {raw_dir} "
               f"(CTR {info['realized_ctr']:.4f}, {info['total_seconds']:.1f} s)", flush=True)
     return prepare(raw_dir, out_dir, max_len=max_len, min_count=min_count,
-                   num_shards=num_shards, progress=progress, time_unit=time_unit)
+                   num_shards=num_shards, progress=progress, time_unit=time_unit,
+                   feedback=feedback)
 
 
 # ---------------------------------------------------------------------------------
@@ -1328,12 +1604,29 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m pipelines.synthetic",
                                 description="Generate the synthetic Ele.me-layout dataset and prepare it.")
     p.add_argument("--out", required=True, help="prepared dataset directory (raw files go to OUT/raw)")
-    p.add_argument("--rows", type=int, default=DEFAULT_NUM_ROWS, help=f"raw rows (default {DEFAULT_NUM_ROWS})")
+    p.add_argument("--regime", choices=sorted(REGIMES),
+                   help="named generator settings (explicit flags override its values; default: "
+                        "today's defaults, the 'default' regime)")
+    p.add_argument("--rows", type=int, help=f"raw rows (default: the regime's, else {DEFAULT_NUM_ROWS})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
     p.add_argument("--max-len", type=int, default=DEFAULT_MAX_LEN, help="history length (default 10)")
     p.add_argument("--min-count", type=int, help="vocabulary min count (default: 10 from 100k rows)")
+    p.add_argument("--target-ctr", type=float, help=f"mean click probability in (0, {MAX_TARGET_CTR}] "
+                                                    f"(default: the regime's, else {DEFAULT_TARGET_CTR})")
+    p.add_argument("--impressions-per-user", type=float,
+                   help="median of the log-normal impressions-per-user draw "
+                        f"(default: the regime's, else {DEFAULT_IMPRESSIONS_PER_USER:g})")
+    p.add_argument("--impressions-sigma", type=float,
+                   help=f"log-sd of that draw (default: the regime's, else {DEFAULT_IMPRESSIONS_SIGMA:g})")
+    p.add_argument("--max-impressions-per-user", type=int,
+                   help=f"cap of a user's impressions (default: the regime's, else {MAX_IMPRESSIONS_PER_USER})")
+    p.add_argument("--catalog-scale", type=float,
+                   help="multiplier of the number of shops and items "
+                        f"(default: the regime's, else {DEFAULT_CATALOG_SCALE:g})")
     p.add_argument("--time-unit", type=float, default=TIME_UNIT_MINUTES,
                    help=f"minutes per time-interval unit in the dataset spec (default {TIME_UNIT_MINUTES:g})")
+    p.add_argument("--feedback", action="store_true",
+                   help="add the labels of the history as the field 'feedback' (not in the paper)")
     p.add_argument("--raw-only", action="store_true", help="only write the raw and oracle files into OUT")
     p.add_argument("--report", action="store_true",
                    help="print oracle AUC, single-field LR AUC, captured lift and per-term AUCs")
@@ -1343,19 +1636,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     strengths = {}
     for item in args.set:
         name, sep, value = item.partition("=")
+        try:
+            strengths[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
         if not sep:
-            raise SystemExit(f"--set expects EFFECT=STRENGTH, got {item!r}.")
-        strengths[name.strip()] = float(value)
+            raise SystemExit(f"--set expects EFFECT=STRENGTH with a number, got {item!r}.")
+    knobs = {"regime": args.regime, "num_rows": args.rows, "target_ctr": args.target_ctr,
+             "impressions_per_user": args.impressions_per_user,
+             "impressions_sigma": args.impressions_sigma,
+             "max_impressions_per_user": args.max_impressions_per_user,
+             "catalog_scale": args.catalog_scale, **strengths}
     if args.raw_only:
-        info = generate(args.out, num_rows=args.rows, seed=args.seed, max_len=args.max_len, **strengths)
+        try:
+            info = generate(args.out, seed=args.seed, max_len=args.max_len, **knobs)
+        except ValueError as err:
+            raise SystemExit(f"pipelines.synthetic: {err}") from None
         print(json.dumps({k: info[k] for k in ("files", "realized_ctr", "total_seconds")}))
         return info
     if not args.time_unit > 0:
         raise SystemExit(f"--time-unit must be > 0, got {args.time_unit}.")
-    result = make_synthetic_dataset(args.out, num_rows=args.rows, seed=args.seed, max_len=args.max_len,
-                                    min_count=args.min_count, time_unit=args.time_unit, **strengths)
+    try:
+        result = make_synthetic_dataset(args.out, seed=args.seed, max_len=args.max_len,
+                                        min_count=args.min_count, time_unit=args.time_unit,
+                                        feedback=args.feedback, **knobs)
+    except ValueError as err:
+        raise SystemExit(f"pipelines.synthetic: {err}") from None
     out: dict[str, Any] = {"spec": result.spec.to_dict()}
-    print(json.dumps({"out": args.out, "split_sizes": result.spec.split_sizes,
+    print(json.dumps({"out": args.out, "regime": args.regime, "split_sizes": result.spec.split_sizes,
                       "ctr": result.report.get("ctr")}), flush=True)
     if args.report:
         rep = report(args.out, result=result)

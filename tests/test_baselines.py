@@ -13,7 +13,7 @@ from keras import ops
 from keras_rs.layers import DotInteraction
 
 from feseq_tf import testing
-from feseq_tf.models import MODELS, FESeq, build_model
+from feseq_tf.models import MODELS, FESeq, LogisticRegression, build_model
 from feseq_tf.models.baseline_layers import DINAttention, FactorizationMachine, PositionalAttention
 from feseq_tf.models.baselines import BASELINES, DCNv2
 from tests.test_model_feseq import L, randomize_weights, tiny_batch, tiny_config, tiny_spec
@@ -43,9 +43,10 @@ def _np(x):
 
 
 # ---- registry ---------------------------------------------------------------------------------
-def test_registry_builds_feseq_and_the_six_baselines(spec):
-    assert MODELS == ("feseq", "deepfm", "autoint", "dcnv2", "din", "bst", "dmr")
-    assert set(BASELINES) == set(MODELS[1:])
+def test_registry_builds_feseq_the_six_baselines_and_logistic_regression(spec):
+    assert MODELS == ("feseq", "deepfm", "autoint", "dcnv2", "din", "bst", "dmr", "lr")
+    assert set(BASELINES) == set(MODELS[1:-1])
+    assert isinstance(build_model("lr", spec, tiny_config()), LogisticRegression)
     feseq = build_model("feseq", spec, tiny_config())
     assert isinstance(feseq, FESeq) and feseq.name == "feseq"
     assert build_model("din", spec, tiny_config(), name="my_din").name == "my_din"

@@ -14,15 +14,28 @@ from feseq_tf.config import MODEL_NAMES
 
 
 def _resolved(suite: str) -> dict[str, dict]:
-    """Each variant's resolved config, as the run would resolve it (nothing trained)."""
+    """Each trained variant's resolved config, as the run would resolve it (nothing
+    trained); the GBDT yardstick row has none."""
     args = benchmark.build_parser().parse_args(["--suite", suite])
-    return {v.name: benchmark.run_config(args, v, 1, "synthetic") for v in benchmark.SUITES[suite]}
+    return {
+        v.name: benchmark.run_config(args, v, 1, "synthetic")
+        for v in benchmark.SUITES[suite]
+        if v.model != benchmark.GBDT
+    }
+
+
+def _feseq_variants(suite: str) -> dict[str, dict]:
+    """The suite's FESeq variants: every trained row but logistic regression."""
+    resolved = _resolved(suite)
+    assert resolved.pop("lr").model_name == "lr"
+    return resolved
 
 
 def test_suites_hold_the_papers_variants_as_valid_configs():
     baselines = _resolved("baselines")
     assert [c.model_name for c in baselines.values()] == list(MODEL_NAMES)
-    ablations = _resolved("ablations")
+    assert "lr" in MODEL_NAMES
+    ablations = _feseq_variants("ablations")
     full = ablations.pop("full").model
     expected = {
         "no_int": ("input_interaction_layers", 0),
@@ -41,13 +54,85 @@ def test_suites_hold_the_papers_variants_as_valid_configs():
     for name, (field, value) in expected.items():
         model = ablations[name].model
         assert getattr(model, field) == value != getattr(full, field), name
-    depth = _resolved("depth")
+    depth = _feseq_variants("depth")
     pairs = {
         (c.model.input_interaction_layers, c.model.target_interaction_layers)
         for c in depth.values()
     }
     assert pairs == {(0, 2), (1, 2), (2, 2), (3, 2), (2, 0), (2, 1), (2, 3)}
-    assert [c.model.embedding_dim for c in _resolved("embedding").values()] == [8, 16, 32, 64]
+    assert all(c.model_name == "feseq" for c in [*ablations.values(), *depth.values()])
+    embedding = _feseq_variants("embedding")
+    assert [c.model.embedding_dim for c in embedding.values()] == [8, 16, 32, 64]
+
+
+@pytest.mark.parametrize("suite", sorted(benchmark.SUITES))
+def test_every_suite_ends_with_logistic_regression_and_the_gbdt_yardstick(suite):
+    variants = benchmark.SUITES[suite]
+    assert [(v.name, v.label, v.model) for v in variants[-2:]] == [
+        ("lr", "Logistic regression", "lr"),
+        ("gbdt", "GBDT yardstick", benchmark.GBDT),
+    ]
+    names = [v.name for v in variants]
+    assert len(names) == len(set(names)) and names.count("lr") == 1
+    # --models picks or leaves them out like any variant.
+    first = variants[0].name
+    assert [v.name for v in benchmark.select_variants(suite, f"gbdt,{first}")] == [first, "gbdt"]
+    assert [v.name for v in benchmark.select_variants(suite, first)] == [first]
+
+
+def _save_spec(directory: str) -> str:
+    from feseq_tf.schema import DatasetSpec, FieldSpec
+
+    spec = DatasetSpec(
+        name="tiny",
+        max_len=2,
+        fields=(FieldSpec("item", "item", "categorical", sequential=True, vocab_size=4),),
+        split_sizes={"train": 8, "valid": 2, "test": 2},
+    )
+    os.makedirs(directory)
+    spec.save(directory)
+    return directory
+
+
+def test_gbdt_rows_are_fitted_once_per_seed_and_cached(tmp_path, monkeypatch):
+    from feseq_tf import yardstick
+
+    calls = []
+
+    def fake_gbdt_run(dataset_dir, *, seed):
+        calls.append(seed)
+        test = {"auc": 0.7 + seed / 100, "gauc": 0.6, "logloss": 0.5}
+        return {"test": test, "valid": test, "trees": 3, "features": ["a"], "seconds": 0.1}
+
+    monkeypatch.setattr(yardstick, "gbdt_run", fake_gbdt_run)
+    data = _save_spec(str(tmp_path / "data"))
+    run_dir = str(tmp_path / "gbdt" / "seed2")
+    metrics, fitted = benchmark.run_gbdt(data, run_dir, 2)
+    assert fitted and calls == [2] and metrics["test"]["auc"] == pytest.approx(0.72)
+    again, fitted = benchmark.run_gbdt(data, run_dir, 2)
+    assert not fitted and calls == [2] and again == metrics
+    with pytest.raises(train.UsageError, match="GBDT yardstick of another dataset or seed"):
+        benchmark.run_gbdt(data, run_dir, 3)
+
+
+def test_gbdt_row_has_no_parameters_or_throughput_and_is_never_bolded():
+    def run(auc: float, **extra) -> dict:
+        return {"test": {"auc": auc, "gauc": auc, "logloss": 1 - auc}, **extra}
+
+    lr = benchmark.summarise(
+        benchmark.REFERENCE_ROWS[0], [run(0.70, parameters=40, train_samples_per_s=9000.0)]
+    )
+    feseq = benchmark.summarise(
+        benchmark.Variant("feseq", "FESeq"),
+        [run(0.72, parameters=900, train_samples_per_s=100.0)],
+    )
+    gbdt = benchmark.summarise(benchmark.REFERENCE_ROWS[1], [run(0.80), run(0.82)])
+    assert gbdt["parameters"] is None and math.isnan(gbdt["train_samples_per_s"])
+    table = benchmark.markdown_table([feseq, lr, gbdt], "t")
+    assert "| FESeq | **0.7200 ± 0.0000** |" in table
+    assert "| GBDT yardstick | 0.8100 ± 0.0141 |" in table and "**0.81" not in table
+    assert table.rstrip().endswith("| - | - |")  # the GBDT row: no parameters, no throughput
+    assert "| Logistic regression | 0.7000 ± 0.0000 |" in table and "| 40 | 9,000 |" in table
 
 
 def test_variant_overrides_come_after_the_users():
@@ -146,3 +231,35 @@ def test_suite_trains_the_missing_seeds_writes_tables_and_a_rerun_trains_nothing
 
     with pytest.raises(SystemExit, match="another configuration"):
         benchmark.main(argv + ["--set", "model.dropout=0.3"])
+
+
+@pytest.mark.slow
+def test_reference_rows_run_in_an_ablation_suite_and_a_rerun_fits_nothing(tmp_path, capsys):
+    from tests.test_model_lr import prepare_click_log
+
+    data = prepare_click_log(str(tmp_path / "clicks"))
+    out = str(tmp_path / "bench")
+    argv = ["--suite", "ablations", "--dataset", data, "--models", "gbdt,lr", "--seeds", "1",
+            "--epochs", "1", "--batch-size", "256", "--output-dir", out]
+    rows = benchmark.main(argv)
+    assert [(r["variant"], r["label"]) for r in rows] == [
+        ("lr", "Logistic regression"),
+        ("gbdt", "GBDT yardstick"),
+    ]
+    gbdt_dir = os.path.join(out, "ablations", "gbdt", "seed1")
+    with open(os.path.join(gbdt_dir, "metrics.json")) as fh:
+        gbdt = json.load(fh)
+    assert gbdt["model"] == "gbdt" and gbdt["config"]["seed"] == 1
+    assert rows[1]["auc_mean"] == gbdt["test"]["auc"] and rows[1]["parameters"] is None
+    assert math.isfinite(rows[1]["captured_lift_mean"]) and rows[0]["parameters"] > 0
+    with open(os.path.join(out, "ablations", "lr", "seed1", "metrics.json")) as fh:
+        assert json.load(fh)["model"] == "lr"
+    with open(os.path.join(out, "ablations.md")) as fh:
+        md = fh.read()
+    assert "| Logistic regression |" in md and "| GBDT yardstick |" in md
+    capsys.readouterr()
+    mtime = os.stat(os.path.join(gbdt_dir, "metrics.json")).st_mtime_ns
+    again = benchmark.main(argv)
+    assert capsys.readouterr().out.count("already done, skipped") == 2
+    assert os.stat(os.path.join(gbdt_dir, "metrics.json")).st_mtime_ns == mtime
+    assert [r["auc_mean"] for r in again] == [r["auc_mean"] for r in rows]

@@ -296,3 +296,228 @@ def test_single_field_lr_captures_at_most_60_percent_of_the_oracle_lift(tmp_path
     assert rep["captured_lift"] <= 0.60
     assert rep["test_rows_matched"]
     assert rep["oracle_auc_without"]["history"] < rep["oracle_auc"] - 0.01
+
+
+# ---- knobs and regimes -------------------------------------------------------------------------
+
+# Measured before the knobs existed: simulate(3000, seed=1) and simulate(20000, seed=11).
+_DEFAULT_WORLD_3000 = {
+    "cities": 4, "districts": 4, "aois": 12, "geohash6_cells": 5, "shops": 99, "items": 748,
+    "brands": 5, "categories": 40, "users": 568, "valid_rows": 2994, "unknown_rows": 6,
+}
+_DEFAULT_WORLD_20000 = {
+    "cities": 4, "districts": 16, "aois": 83, "geohash6_cells": 35, "shops": 665, "items": 4990,
+    "brands": 13, "categories": 40, "users": 3633, "valid_rows": 19960, "unknown_rows": 40,
+}
+
+
+def _user_counts(sim: synthetic.Simulation) -> np.ndarray:
+    """Impressions per user, the last user (who gets the remainder) left out."""
+    return np.bincount(sim.user)[:-1]
+
+
+def _sim_of_regime(name: str, **overrides) -> synthetic.Simulation:
+    knobs = synthetic.regime_kwargs(name, **overrides)
+    effects = synthetic.Effects.from_kwargs(
+        **{k: knobs.pop(k) for k in list(knobs) if k in synthetic._EFFECT_NAMES})
+    return synthetic.simulate(knobs.pop("num_rows"), effects=effects, **knobs)
+
+
+@pytest.mark.parametrize("rows, seed, world, realized_ctr", [
+    (3000, 1, _DEFAULT_WORLD_3000, 0.035738142952571814),
+    (20_000, 11, _DEFAULT_WORLD_20000, 0.04033066132264529),
+])
+def test_default_data_is_what_it_was_before_the_knobs(tmp_path, rows, seed, world, realized_ctr) -> None:
+    info = synthetic.generate(str(tmp_path), num_rows=rows, seed=seed)
+    assert info["world"] == world
+    assert info["realized_ctr"] == pytest.approx(realized_ctr, abs=1e-12)
+    assert info["impressions_per_user"] == 3.0
+    assert info["impressions_sigma"] == 1.0
+    assert info["max_impressions_per_user"] == 200
+    assert info["catalog_scale"] == 1.0
+    assert info["regime"] is None
+
+
+def test_default_regime_gives_the_same_files_as_no_regime(tmp_path) -> None:
+    a, b = str(tmp_path / "plain"), str(tmp_path / "regime")
+    synthetic.generate(a, num_rows=SMALL, seed=3)
+    info = synthetic.generate(b, regime="default", num_rows=SMALL, seed=3)
+    assert info["regime"] == "default"
+    for day in synthetic.DEFAULT_DAYS:
+        for suffix in (".csv", synthetic.ORACLE_SUFFIX):
+            assert (open(os.path.join(a, day + suffix), "rb").read()
+                    == open(os.path.join(b, day + suffix), "rb").read())
+    # Without num_rows a regime brings its own size; without a regime, the default size.
+    assert synthetic.regime_kwargs("default")["num_rows"] == synthetic.DEFAULT_NUM_ROWS
+    assert synthetic.regime_kwargs("eleme_scale")["num_rows"] == 1_200_000
+    assert synthetic.regime_kwargs()["num_rows"] == synthetic.DEFAULT_NUM_ROWS
+
+
+def test_impressions_per_user_is_the_median_of_the_draw() -> None:
+    for median in (3.0, 20.0):
+        counts = _user_counts(synthetic.simulate(20_000, seed=4, impressions_per_user=median))
+        # a user has 1 + floor(X) impressions, X log-normal with this (integer) median:
+        # half of the users have at least 1 + median
+        assert 0.45 <= np.mean(counts >= 1 + median) <= 0.55
+        assert np.median(counts) == pytest.approx(median + 0.5, rel=0.15)
+    flat = _user_counts(synthetic.simulate(SMALL, seed=4, impressions_per_user=7.5,
+                                           impressions_sigma=0.0))
+    assert np.all(flat == 8)
+    spread = _user_counts(synthetic.simulate(20_000, seed=4, impressions_per_user=7.5,
+                                             impressions_sigma=1.5))
+    narrow = _user_counts(synthetic.simulate(20_000, seed=4, impressions_per_user=7.5,
+                                             impressions_sigma=0.3))
+    assert np.std(np.log(spread)) > 2 * np.std(np.log(narrow))
+
+
+def test_max_impressions_per_user_caps_long_histories() -> None:
+    capped = synthetic.simulate(20_000, seed=4, impressions_per_user=150.0,
+                                max_impressions_per_user=120)
+    assert np.bincount(capped.user).max() == 120
+    long = synthetic.simulate(20_000, seed=4, impressions_per_user=150.0,
+                              max_impressions_per_user=600)
+    counts = _user_counts(long)
+    assert counts.max() > 200 and np.median(counts) == pytest.approx(151, rel=0.15)
+    # hundreds of impressions a user still get distinct, increasing minutes within each day
+    same_user = long.user[1:] == long.user[:-1]
+    assert np.all(np.diff(long.times)[same_user] > 0)
+    minute = long.times % synthetic.MINUTES_PER_DAY
+    assert minute.min() >= 0 and minute.max() < synthetic.MINUTES_PER_DAY
+
+
+def test_catalog_scale_shrinks_the_catalogue() -> None:
+    full = synthetic.simulate(20_000, seed=6)
+    small = synthetic.simulate(20_000, seed=6, catalog_scale=0.1)
+    assert small.world["items"] <= full.world["items"] / 5
+    assert small.world["shops"] <= full.world["shops"] / 5
+    distinct_full, distinct_small = len(np.unique(full.item)), len(np.unique(small.item))
+    assert distinct_small <= distinct_full / 5
+    # the same impressions on fewer items: each item is seen more often
+    assert len(small.item) / distinct_small > 5 * len(full.item) / distinct_full
+    large = synthetic.simulate(20_000, seed=6, catalog_scale=3.0)
+    assert large.world["items"] >= 2.5 * full.world["items"]
+
+
+@pytest.mark.parametrize("target", [0.55, 0.9])
+def test_ctr_is_calibrated_at_a_high_target(target) -> None:
+    sim = synthetic.simulate(20_000, seed=11, target_ctr=target)
+    assert sim.prob.mean() == pytest.approx(target, rel=1e-3)
+    assert sim.label.mean() == pytest.approx(target, abs=0.02)
+    # strong click feedback in long histories: the slope of the CTR in the intercept
+    # exceeds 1 and the calibration still converges
+    strong = synthetic.Effects(history_shop=4.0, history_category=2.0, history_click_boost=5.0,
+                               history_cap=8.0)
+    sim = synthetic.simulate(20_000, seed=3, target_ctr=target, effects=strong,
+                             impressions_per_user=90.0, impressions_sigma=0.6,
+                             max_impressions_per_user=600, catalog_scale=0.06)
+    assert sim.prob.mean() == pytest.approx(target, rel=1e-3)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("target_ctr", 0.95), ("target_ctr", -0.1), ("target_ctr", float("nan")),
+    ("impressions_per_user", 0.0), ("impressions_per_user", float("inf")),
+    ("impressions_per_user", "3"), ("impressions_sigma", -0.5), ("impressions_sigma", 4.0),
+    ("max_impressions_per_user", 0), ("max_impressions_per_user", 2.5),
+    ("max_impressions_per_user", 100_000), ("max_impressions_per_user", True),
+    ("catalog_scale", 0.0), ("catalog_scale", 11.0), ("catalog_scale", None),
+])
+def test_bad_knob_raises_value_error_naming_it(name, value) -> None:
+    with pytest.raises(ValueError, match=name):
+        synthetic.simulate(TINY, **{name: value})
+
+
+def test_unknown_regime_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"regime must be one of .*'dense'.*got 'densest'"):
+        synthetic.regime_kwargs("densest")
+    with pytest.raises(ValueError, match="regime"):
+        synthetic.generate(str(tmp_path / "raw"), regime="densest", num_rows=TINY)
+    with pytest.raises(ValueError, match="regime"):
+        synthetic.make_synthetic_dataset(str(tmp_path / "ds"), regime="densest", num_rows=TINY,
+                                         progress=False)
+    with pytest.raises(SystemExit):
+        synthetic.main(["--out", str(tmp_path / "cli"), "--regime", "densest", "--raw-only"])
+    with pytest.raises(ValueError, match="catalog_scal"):
+        synthetic.regime_kwargs("dense", catalog_scal=0.5)
+
+
+@pytest.mark.parametrize("name", sorted(synthetic.REGIMES))
+def test_every_regime_generates_at_a_tiny_size(name) -> None:
+    regime = synthetic.REGIMES[name]
+    assert set(regime) <= set(synthetic.REGIME_KEYS)
+    sim = _sim_of_regime(name, num_rows=SMALL)
+    assert sim.prob.mean() == pytest.approx(regime.get("target_ctr", 0.04), rel=1e-3)
+    for knob in ("impressions_per_user", "impressions_sigma", "max_impressions_per_user",
+                 "catalog_scale"):
+        assert sim.params[knob] == regime.get(knob, synthetic._KNOB_DEFAULTS[knob])
+
+
+def test_dense_regime_is_ratings_like() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    sim = _sim_of_regime("dense")  # its own size: 100k rows, well under a second
+    counts = _user_counts(sim)
+    assert 600 <= len(counts) <= 1500
+    assert 80 <= np.median(counts) <= 100
+    assert 1000 <= sim.world["items"] <= 2000
+    assert sim.prob.mean() == pytest.approx(0.55, rel=1e-3)
+    oracle = roc_auc_score(sim.label, sim.logit)
+    assert 0.70 <= oracle <= 0.85
+    # the per-user and per-item biases carry more than the crosses and the history
+    without = {c: roc_auc_score(sim.label, sim.logit - v) for c, v in sim.components.items()}
+    for main in ("user_activity", "item_quality"):
+        for other in ("gender_category", "price_match", "meal_category", "history"):
+            assert oracle - without[main] > 3 * (oracle - without[other]), (main, other)
+
+
+def test_sparse_long_tail_regime_is_cold_and_cross_driven() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    sparse, default = _sim_of_regime("sparse_long_tail"), _sim_of_regime("default")
+    assert sparse.prob.mean() == pytest.approx(0.02, rel=1e-3)
+
+    def cold_item_share(sim: synthetic.Simulation) -> float:
+        return float((np.bincount(sim.item)[sim.item] < 10).mean())
+
+    assert cold_item_share(sparse) > cold_item_share(default) + 0.1
+    assert (sparse.pos == 0).mean() > (default.pos == 0).mean()  # more samples without history
+    oracle = roc_auc_score(sparse.label, sparse.logit)
+    assert 0.70 <= oracle <= 0.85
+    drop = {c: oracle - roc_auc_score(sparse.label, sparse.logit - v)
+            for c, v in sparse.components.items()}
+    for weak in ("item_quality", "shop_quality", "user_activity"):
+        assert drop["history"] > 5 * drop[weak]
+        assert drop["price_match"] > 2 * drop[weak]
+
+
+def test_main_regime_flags_override_the_regime(tmp_path) -> None:
+    out = str(tmp_path / "raw")
+    info = synthetic.main(["--out", out, "--regime", "dense", "--rows", str(SMALL), "--raw-only",
+                           "--target-ctr", "0.5", "--catalog-scale", "0.2",
+                           "--set", "user_activity=0.5"])
+    assert info["regime"] == "dense"
+    assert info["num_rows"] == SMALL
+    assert info["target_ctr"] == 0.5
+    assert info["catalog_scale"] == 0.2
+    assert info["impressions_per_user"] == synthetic.REGIMES["dense"]["impressions_per_user"]
+    assert info["effects"]["user_activity"] == 0.5
+    assert info["effects"]["item_quality"] == synthetic.REGIMES["dense"]["item_quality"]
+    assert info["effects"]["weekday"] == synthetic.REGIMES["dense"]["weekday"]
+    with pytest.raises(SystemExit, match="catalog_scale"):
+        synthetic.main(["--out", str(tmp_path / "bad"), "--rows", str(TINY), "--raw-only",
+                        "--catalog-scale", "0"])
+
+
+def test_prepared_regime_records_its_knobs_and_reproduces_its_oracle(tmp_path) -> None:
+    out = str(tmp_path / "dense")
+    result = synthetic.make_synthetic_dataset(out, regime="dense", num_rows=SMALL, seed=2,
+                                              progress=False)
+    made = result.spec.extra["generator"]
+    assert made["regime"] == "dense"
+    for knob in ("target_ctr", "impressions_per_user", "impressions_sigma",
+                 "max_impressions_per_user", "catalog_scale"):
+        assert made[knob] == synthetic.REGIMES["dense"][knob]
+    assert made["num_rows"] == SMALL
+    info = synthetic.read_generator_info(os.path.join(out, synthetic.RAW_SUBDIR))
+    sim = synthetic.simulation_from_info(info)
+    oracle = np.concatenate([result.tables[s]["oracle_prob"] for s in ("train", "valid", "test")])
+    np.testing.assert_allclose(np.sort(oracle), np.sort(sim.prob), rtol=1e-5)

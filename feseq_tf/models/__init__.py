@@ -1,8 +1,9 @@
-"""FESeq and the baseline models; importing the package registers all of them for
-``.keras`` loading."""
+"""FESeq, the baseline models and logistic regression; importing the package registers
+all of them for ``.keras`` loading."""
 
 from feseq_tf.models.baselines import BST, DIN, DMR, AutoInt, DCNv2, DeepFM
 from feseq_tf.models.feseq import FESeq, build_inputs
+from feseq_tf.models.linear import LogisticRegression
 from feseq_tf.models.registry import MODELS, build_model
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "DIN",
     "DMR",
     "FESeq",
+    "LogisticRegression",
     "MODELS",
     "build_inputs",
     "build_model",

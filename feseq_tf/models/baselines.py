@@ -14,6 +14,13 @@ Sequential baselines attend over the history of the item fields
 (``spec.target_item_fields``); the other fields (user, context) enter the MLP as
 their target-position embeddings. Padded history positions are masked everywhere.
 
+The labels of the history (a dataset's history-only ``feedback`` field) have no
+target value: the feature-interaction baselines see that field as the mean embedding
+of its real history entries (a learned function of the history's click share), and
+the sequential baselines describe every history entry by its item fields and its
+label (the target gets the unknown label). Without such a field every model is
+unchanged.
+
 Which ``ModelConfig`` fields each reads (all read ``embedding_dim``, ``embedding_l2``,
 ``embedding_stddev``, ``mlp_units`` and ``dropout``; the others are ignored):
 
@@ -52,8 +59,13 @@ from keras import ops
 from feseq_tf.config import ModelConfig
 from feseq_tf.layers import AutoIntLayer, TimeAwareTransformer
 from feseq_tf.models.baseline_layers import DINAttention, FactorizationMachine, PositionalAttention
-from feseq_tf.models.common import SpecModel, embedding_tables, output_mlp
-from feseq_tf.models.feseq import SequenceFeatures, _as_config, _as_spec, build_inputs
+from feseq_tf.models.common import (
+    SpecModel,
+    embedding_tables,
+    model_spec_and_config,
+    output_mlp,
+)
+from feseq_tf.models.feseq import SequenceFeatures, build_inputs
 from feseq_tf.schema import HIST_LEN, DatasetSpec, FieldSpec
 
 DCN_STRUCTURES = ("stacked", "parallel")
@@ -83,6 +95,28 @@ def _target_fields(spec: DatasetSpec) -> tuple[FieldSpec, ...]:
     return spec.non_sequential_fields + spec.sequential_fields
 
 
+def _target_row(
+    tables: dict[str, keras.layers.Layer],
+    inputs: dict[str, Any],
+    fields: tuple[FieldSpec, ...],
+    max_len: int,
+) -> list[Any]:
+    """The fields at the target position, each [B, dim]: the embedded target value, or
+    for a history-only field (no target value) the mean embedding of its real history
+    entries (zeros without history)."""
+    out = []
+    for f in fields:
+        if not f.history_only:
+            out.append(tables[f.name](inputs[f.name]))
+            continue
+        first_real = max_len - ops.cast(inputs[HIST_LEN], "int32")[:, None]
+        real = ops.greater_equal(ops.arange(max_len, dtype="int32")[None, :], first_real)
+        emb = tables[f.name](inputs[f.hist_name])  # [B, L, dim]
+        weight = ops.expand_dims(ops.cast(real, emb.dtype), -1)
+        out.append(ops.sum(emb * weight, axis=1) / ops.maximum(ops.sum(weight, axis=1), 1))
+    return out
+
+
 @keras.saving.register_keras_serializable(package="feseq_tf")
 class DeepFM(BaselineModel):
     """DeepFM: first-order + FM second-order + MLP over the target-position fields.
@@ -102,7 +136,7 @@ class DeepFM(BaselineModel):
     def __init__(
         self, spec: DatasetSpec | dict, config: ModelConfig | dict | None = None, **kwargs
     ):
-        spec, config = _as_spec(spec), _as_config(config)
+        spec, config = model_spec_and_config(spec, config)
         fields = _target_fields(spec)
         # ---- layers
         tables = embedding_tables(fields, config)
@@ -111,9 +145,9 @@ class DeepFM(BaselineModel):
         mlp = output_mlp(config)
         # ---- functional model
         inputs = build_inputs(spec)
-        emb = ops.stack([tables[f.name](inputs[f.name]) for f in fields], axis=1)  # [B, F, d]
+        emb = ops.stack(_target_row(tables, inputs, fields, spec.max_len), axis=1)  # [B, F, d]
         linear = ops.sum(
-            ops.concatenate([first_order[f.name](inputs[f.name]) for f in fields], axis=-1),
+            ops.concatenate(_target_row(first_order, inputs, fields, spec.max_len), axis=-1),
             axis=-1,
             keepdims=True,
         )  # [B, 1]
@@ -141,7 +175,7 @@ class AutoInt(BaselineModel):
     def __init__(
         self, spec: DatasetSpec | dict, config: ModelConfig | dict | None = None, **kwargs
     ):
-        spec, config = _as_spec(spec), _as_config(config)
+        spec, config = model_spec_and_config(spec, config)
         fields = _target_fields(spec)
         # ---- layers
         tables = embedding_tables(fields, config)
@@ -154,7 +188,7 @@ class AutoInt(BaselineModel):
         mlp = output_mlp(config)
         # ---- functional model
         inputs = build_inputs(spec)
-        x = ops.stack([tables[f.name](inputs[f.name]) for f in fields], axis=1)  # [B, F, d]
+        x = ops.stack(_target_row(tables, inputs, fields, spec.max_len), axis=1)  # [B, F, d]
         x = _apply(interaction, x)
         probability = _apply(mlp, ops.reshape(x, (-1, x.shape[1] * x.shape[2])))
         super().__init__(inputs=inputs, outputs=probability, **kwargs)
@@ -187,7 +221,7 @@ class DCNv2(BaselineModel):
     ):
         if structure not in DCN_STRUCTURES:
             raise ValueError(f"structure must be one of {DCN_STRUCTURES}, got {structure!r}.")
-        spec, config = _as_spec(spec), _as_config(config)
+        spec, config = model_spec_and_config(spec, config)
         fields = _target_fields(spec)
         # ---- layers
         tables = embedding_tables(fields, config)
@@ -198,7 +232,7 @@ class DCNv2(BaselineModel):
         mlp = output_mlp(config)
         # ---- functional model
         inputs = build_inputs(spec)
-        x0 = ops.concatenate([tables[f.name](inputs[f.name]) for f in fields], axis=-1)  # [B, F*d]
+        x0 = ops.concatenate(_target_row(tables, inputs, fields, spec.max_len), axis=-1)  # [B, F*d]
         x = x0
         for layer in cross:
             x = layer(x0, x)
@@ -222,12 +256,14 @@ class _SequentialParts:
     def __init__(self, spec: DatasetSpec, config: ModelConfig):
         self.spec = spec
         self.item_fields = spec.target_item_fields
-        self.other_fields = tuple(f for f in spec.fields if f not in self.item_fields)
+        # A history entry is its item and, with feedback, its label.
+        self.behaviour_fields = self.item_fields + spec.history_only_fields
+        self.other_fields = tuple(f for f in spec.fields if f not in self.behaviour_fields)
         self.tables = embedding_tables(spec.fields, config)
         self.sequence_features = SequenceFeatures(
             spec.max_len, spec.time_unit, name="sequence_features"
         )
-        self.item_dim = len(self.item_fields) * config.embedding_dim
+        self.item_dim = len(self.behaviour_fields) * config.embedding_dim
 
     def __call__(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Returns ``history`` [B, L, D_item], ``target`` [B, D_item], ``others``
@@ -239,8 +275,8 @@ class _SequentialParts:
             inputs[spec.time_field], inputs[spec.time_hist_name], inputs[HIST_LEN]
         )
         return {
-            "history": _concat([t[f.name](inputs[f.hist_name]) for f in self.item_fields]),
-            "target": _concat([t[f.name](inputs[f.name]) for f in self.item_fields]),
+            "history": _concat([t[f.name](inputs[f.hist_name]) for f in self.behaviour_fields]),
+            "target": _concat([t[f.name](inputs[f.name]) for f in self.behaviour_fields]),
             "others": [t[f.name](inputs[f.name]) for f in self.other_fields],
             "mask": seq["padding_mask"],
             "time_intervals": seq["time_intervals"],
@@ -264,7 +300,7 @@ class DIN(BaselineModel):
     def __init__(
         self, spec: DatasetSpec | dict, config: ModelConfig | dict | None = None, **kwargs
     ):
-        spec, config = _as_spec(spec), _as_config(config)
+        spec, config = model_spec_and_config(spec, config)
         # ---- layers
         parts = _SequentialParts(spec, config)
         h = config.pooling_hidden
@@ -300,7 +336,7 @@ class BST(BaselineModel):
     def __init__(
         self, spec: DatasetSpec | dict, config: ModelConfig | dict | None = None, **kwargs
     ):
-        spec, config = _as_spec(spec), _as_config(config)
+        spec, config = model_spec_and_config(spec, config)
         d, T = config.embedding_dim, spec.max_len + 1
         # ---- layers
         parts = _SequentialParts(spec, config)
@@ -359,11 +395,11 @@ class DMR(BaselineModel):
     def __init__(
         self, spec: DatasetSpec | dict, config: ModelConfig | dict | None = None, **kwargs
     ):
-        spec, config = _as_spec(spec), _as_config(config)
+        spec, config = model_spec_and_config(spec, config)
         d, L = config.embedding_dim, spec.max_len
         # ---- layers
         parts = _SequentialParts(spec, config)
-        output_tables = embedding_tables(parts.item_fields, config, prefix="output_embedding")
+        output_tables = embedding_tables(parts.behaviour_fields, config, prefix="output_embedding")
         user_attention = PositionalAttention(
             config.pooling_hidden, L, d, name="user_to_item_attention"
         )
@@ -378,7 +414,9 @@ class DMR(BaselineModel):
         x = parts(inputs)
         mask = x["mask"][:, :-1]
         user = user_act(user_vector(user_attention(x["history"], padding_mask=mask)))
-        target_out = _concat([output_tables[f.name](inputs[f.name]) for f in parts.item_fields])
+        target_out = _concat(
+            [output_tables[f.name](inputs[f.name]) for f in parts.behaviour_fields]
+        )
         r_u2i = ops.sum(user * target_out, axis=-1, keepdims=True)
         pooled, logits = item_attention(
             x["history"], padding_mask=mask, query=x["target"], return_logits=True

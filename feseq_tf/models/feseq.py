@@ -36,7 +36,7 @@ from feseq_tf.layers import (
     TargetPooling,
     TimeAwareTransformer,
 )
-from feseq_tf.models.common import SpecModel, embedding_tables, output_mlp
+from feseq_tf.models.common import SpecModel, embedding_tables, model_spec_and_config, output_mlp
 from feseq_tf.schema import HIST_LEN, DatasetSpec
 
 ATTENTION_OUTPUTS = (
@@ -147,8 +147,7 @@ class FESeq(SpecModel):
     """
 
     def __init__(self, spec: DatasetSpec | dict, config: ModelConfig | dict | None = None, **kwargs):
-        spec = _as_spec(spec)
-        config = _as_config(config)
+        spec, config = model_spec_and_config(spec, config)  # without feedback if use_feedback=False
         d = config.embedding_dim
         seq_fields = spec.sequential_fields
         nonseq_fields = spec.non_sequential_fields

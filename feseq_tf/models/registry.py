@@ -1,4 +1,5 @@
-"""Model registry: FESeq and the baselines by name (``feseq_tf.train --model NAME``)."""
+"""Model registry: FESeq, the baselines and logistic regression by name
+(``feseq_tf.train --model NAME``)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,15 @@ import keras
 
 from feseq_tf.config import MODEL_NAMES, ModelConfig
 from feseq_tf.models.baselines import BASELINES
-from feseq_tf.models.feseq import FESeq, _as_config, _as_spec
+from feseq_tf.models.common import SpecModel
+from feseq_tf.models.feseq import FESeq
+from feseq_tf.models.linear import LogisticRegression
 from feseq_tf.schema import DatasetSpec
 
 #: Every model ``build_model`` knows, FESeq first.
 MODELS: tuple[str, ...] = MODEL_NAMES
+
+_CLASSES: dict[str, type[SpecModel]] = {"feseq": FESeq, **BASELINES, "lr": LogisticRegression}
 
 
 def build_model(
@@ -22,19 +27,19 @@ def build_model(
     """Build model ``model_name`` (one of :data:`MODELS`) for a dataset spec.
 
     Args:
-        model_name: str. ``"feseq"`` or a baseline (``"deepfm"``, ``"autoint"``,
-            ``"dcnv2"``, ``"din"``, ``"bst"``, ``"dmr"``).
+        model_name: str. ``"feseq"``, a baseline (``"deepfm"``, ``"autoint"``,
+            ``"dcnv2"``, ``"din"``, ``"bst"``, ``"dmr"``) or ``"lr"`` (logistic
+            regression, :class:`~feseq_tf.models.linear.LogisticRegression`).
         spec: DatasetSpec or its dict.
         model_config: ModelConfig or its dict; the baselines read the shared fields
             listed in :mod:`feseq_tf.models.baselines`.
         name: str or None. The Keras model's name. Defaults to ``model_name``.
 
     Returns:
-        An uncompiled functional Keras model on ``build_inputs(spec)`` returning the
-        float32 click probability [B, 1].
+        An uncompiled functional Keras model on ``build_inputs(model.spec)`` returning
+        the float32 click probability [B, 1]; ``model.spec`` is ``spec``, without its
+        feedback field when ``use_feedback`` is False.
     """
     if model_name not in MODELS:
         raise ValueError(f"model_name must be one of {MODELS}, got {model_name!r}.")
-    spec, config = _as_spec(spec), _as_config(model_config)
-    cls = FESeq if model_name == "feseq" else BASELINES[model_name]
-    return cls(spec, config, name=name or model_name)
+    return _CLASSES[model_name](spec, model_config, name=name or model_name)

@@ -1,0 +1,152 @@
+"""Logistic regression on one-hot fields: the linear reference model (``--model lr``).
+
+A linear model on the same inputs as FESeq and the baselines
+(:func:`feseq_tf.models.feseq.build_inputs`), trained by the same loop: every table shows
+what a model without any feature interaction or learned sequence representation reaches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from feseq_tf.config import ModelConfig
+from feseq_tf.layers import FieldEmbedding, NumericEmbedding
+from feseq_tf.layers.initializers import clone_initializer
+from feseq_tf.models.common import SpecModel, model_spec_and_config
+from feseq_tf.models.feseq import build_inputs
+from feseq_tf.schema import HIST_LEN, DatasetSpec, FieldSpec
+
+
+@keras.saving.register_keras_serializable(package="feseq_tf")
+class LogisticOutput(keras.layers.Layer):
+    """Adds a learned bias to a logit and applies the sigmoid: ``sigmoid(z + b)``.
+
+    Args:
+        **kwargs: Base layer keyword arguments (``name``...).
+
+    Call arguments:
+        inputs: float tensor [B, 1]. The logit without bias.
+
+    Returns:
+        float32 [B, 1]: the probability.
+    """
+
+    def build(self, input_shape: tuple) -> None:
+        self.bias = self.add_weight(name="bias", shape=(1,), initializer="zeros")
+
+    def call(self, inputs: Any) -> Any:
+        return ops.sigmoid(ops.cast(inputs, "float32") + ops.cast(self.bias, "float32"))
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return tuple(input_shape)
+
+
+def _weight_table(field: FieldSpec, config: ModelConfig, prefix: str) -> keras.layers.Layer:
+    """One weight per id (a 1-wide table: one-hot times weights), or per numeric field."""
+    name = f"{prefix}_{field.name}"
+    init = clone_initializer(keras.initializers.RandomNormal(stddev=config.embedding_stddev), name)
+    if field.is_categorical:
+        return FieldEmbedding(
+            field.vocab_size,
+            1,
+            l2=config.embedding_l2,
+            embeddings_initializer=init,
+            dtype="float32",
+            name=name,
+        )
+    return NumericEmbedding(
+        1, embeddings_initializer=init, l2=config.embedding_l2, dtype="float32", name=name
+    )
+
+
+def _history_mean(terms: Any, hist_len: Any, max_len: int) -> Any:
+    """Mean of [B, L, 1] terms over the real (trailing ``hist_len``) history entries;
+    0 for an empty history."""
+    first_real = max_len - ops.cast(hist_len, "int32")[:, None]
+    real = ops.greater_equal(ops.arange(max_len, dtype="int32")[None, :], first_real)
+    weight = ops.expand_dims(ops.cast(real, "float32"), -1)  # [B, L, 1]
+    return ops.sum(terms * weight, axis=1) / ops.maximum(ops.sum(weight, axis=1), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="feseq_tf")
+class LogisticRegression(SpecModel):
+    """Logistic regression on the one-hot target-side fields.
+
+        p = sigmoid(b + sum_{f categorical} w_f[x_f] + sum_{f numeric} v_f * x_f
+                      + sum_{f history-only} mean_{real j} w_f[x_f,j]
+                      [+ sum_{f sequential} mean_{real j} h_f[x_f,j]])
+
+    The target side is every non-sequential field and the target value of every
+    sequential field; ``w_f[x]`` is the weight of id ``x`` of field ``f`` (one-hot times a
+    weight vector, as a 1-wide embedding table; the padding id's weight is never used
+    where it matters), ``v_f`` one weight per numeric field. A history-only field (the
+    labels of the history, ``feedback``) has no target value and enters as the mean
+    one-hot of its real history entries, i.e. a linear function of the history's click
+    share. With ``use_history`` every other sequential field also adds the mean one-hot
+    of its real history entries, with weights ``h_f`` of its own. Weights start from
+    ``N(0, embedding_stddev)``, the bias at 0; ``embedding_l2`` puts L2 on the weights a
+    batch uses (like the embedding tables of the other models). Computes in float32
+    whatever the global dtype policy (the model is tiny).
+
+    Args:
+        spec: DatasetSpec or its dict.
+        config: ModelConfig or its dict. Reads ``embedding_stddev``, ``embedding_l2``
+            and ``use_feedback``; the other fields are ignored.
+        use_history: bool. Add the mean one-hot of every sequential field's history.
+            Defaults to False.
+
+    Call arguments:
+        inputs: dict of tensors named as in :func:`build_inputs`.
+
+    Returns:
+        Click probability, float32 [B, 1].
+
+    Example:
+    >>> model = LogisticRegression(spec, ModelConfig(embedding_l2=1e-6))
+    >>> model.compile(optimizer="adam", loss="binary_crossentropy")
+
+    References:
+        McMahan et al., Ad Click Prediction: a View from the Trenches, KDD 2013.
+    """
+
+    def __init__(
+        self,
+        spec: DatasetSpec | dict,
+        config: ModelConfig | dict | None = None,
+        use_history: bool = False,
+        **kwargs: Any,
+    ):
+        if not isinstance(use_history, bool):
+            raise ValueError(f"use_history must be a bool, got {use_history!r}.")
+        spec, config = model_spec_and_config(spec, config)
+        target_fields = tuple(f for f in spec.fields if not f.history_only)
+        history_fields = spec.history_only_fields
+        extra_history = spec.sequential_fields if use_history else ()
+        extra_history = tuple(f for f in extra_history if not f.history_only)
+        # ---- layers
+        weights = {f.name: _weight_table(f, config, "weight") for f in target_fields}
+        weights.update({f.name: _weight_table(f, config, "weight") for f in history_fields})
+        history_weights = {
+            f.name: _weight_table(f, config, "history_weight") for f in extra_history
+        }
+        output = LogisticOutput(dtype="float32", name="probability")
+        # ---- functional model
+        inputs = build_inputs(spec)
+        terms = [weights[f.name](inputs[f.name]) for f in target_fields]  # each [B, 1]
+        for table, fields in ((weights, history_fields), (history_weights, extra_history)):
+            terms += [
+                _history_mean(table[f.name](inputs[f.hist_name]), inputs[HIST_LEN], spec.max_len)
+                for f in fields
+            ]
+        logit = ops.sum(ops.concatenate(terms, axis=-1), axis=-1, keepdims=True)
+        probability = output(logit)
+        super().__init__(inputs=inputs, outputs=probability, **kwargs)
+        # ---- config
+        self._finish(spec, config)
+        self.use_history = use_history
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "use_history": self.use_history}

@@ -1,0 +1,69 @@
+"""The default recipe for data without a preset: sized from the training split."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from feseq_tf import recipe, train
+from feseq_tf.schema import DatasetSpec, FieldSpec
+
+
+def spec_with(train_samples: int) -> DatasetSpec:
+    return DatasetSpec(
+        name="my_log",
+        max_len=5,
+        fields=(
+            FieldSpec("user_id", "user", "categorical", vocab_size=10),
+            FieldSpec("item_id", "item", "categorical", sequential=True, vocab_size=20),
+        ),
+        split_sizes={"train": train_samples, "valid": 10, "test": 10},
+    )
+
+
+@pytest.mark.parametrize(
+    "samples, batch",
+    [(1_000, 256), (80_000, 256), (200_000, 512), (400_000, 1024), (1_000_000, 4096),
+     (50_000_000, 4096)],
+)
+def test_batch_size_aims_at_a_number_of_steps_per_epoch(samples, batch):
+    assert recipe.batch_size_for(samples) == batch
+    steps = samples / batch
+    if recipe.MIN_BATCH < batch < recipe.MAX_BATCH:  # within a factor sqrt(2) of the target
+        assert recipe.TARGET_STEPS_PER_EPOCH / 1.5 < steps < recipe.TARGET_STEPS_PER_EPOCH * 1.5
+
+
+def test_small_data_does_not_get_the_papers_ele_me_hyperparameters():
+    cfg = recipe.recipe(spec_with(80_000))
+    paper = train.resolve_config("eleme")
+    assert cfg.train.batch_size < paper.train.batch_size
+    assert cfg.model.embedding_l2 < paper.model.embedding_l2
+    assert cfg.model.embedding_stddev > paper.model.embedding_stddev
+    assert cfg.train.epochs >= 20 and cfg.train.patience >= 2
+    assert cfg.dataset == "my_log" and cfg.model_name == "feseq"
+
+
+def test_large_data_gets_the_papers_model_size_and_batch():
+    cfg = recipe.recipe(spec_with(1_200_000))
+    paper = train.resolve_config("eleme")
+    assert cfg.model.mlp_units == paper.model.mlp_units
+    assert cfg.model.pooling_hidden == paper.model.pooling_hidden
+    assert cfg.train.batch_size == paper.train.batch_size
+
+
+def test_a_dataset_directory_trains_with_the_recipe_unless_a_preset_is_named():
+    spec = spec_with(80_000)
+    auto = train.resolve_config("my_log", spec=spec)
+    assert auto == recipe.recipe(spec)
+    named = train.resolve_config("my_log", preset_name="eleme", spec=spec)
+    assert named.train.batch_size == 4096
+    with pytest.raises(train.UsageError, match="pass the dataset's spec"):
+        train.resolve_config("my_log")
+
+
+def test_recipe_needs_the_training_split_size():
+    with pytest.raises(ValueError, match="no training-split size"):
+        recipe.recipe(dataclasses.replace(spec_with(10), split_sizes={}))
+    with pytest.raises(ValueError, match="train_samples"):
+        recipe.batch_size_for(0)
