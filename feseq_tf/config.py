@@ -56,6 +56,13 @@ class ModelConfig:
         attention: str. Score function ``"bilinear"`` (paper), ``"dot"`` or ``"din"`` (Table 9).
         attention_scale: bool. Divide scores by sqrt(d_h) (False = "w/o Scale", Table 10).
         pooling_hidden: int. d_h, the pooling hidden size (Table 2).
+        target_in_output: bool. Also feed the target item's representation (the pooling
+            query e_out, or its embeddings without attention pooling) to the output
+            MLP, as DIN does; the paper feeds only the pooled sequence and the
+            non-sequential fields (False). FESeq only.
+        wide: bool. Add a linear (one-hot, logistic-regression) term of the target-side
+            fields to the output logit, as Wide & Deep does, so per-id main effects need
+            not pass through the attention; the paper has none (False). FESeq only.
         mlp_units: list of int. Output MLP hidden units.
         dropout: float. Dropout rate everywhere.
         embedding_l2: float. lambda, L2 on the embedding rows used by the batch.
@@ -82,6 +89,8 @@ class ModelConfig:
     attention: str = "bilinear"
     attention_scale: bool = True
     pooling_hidden: int = 128
+    target_in_output: bool = False
+    wide: bool = False
     mlp_units: list[int] = dataclasses.field(default_factory=lambda: [1024, 512, 256])
     dropout: float = 0.1
     embedding_l2: float = 0.1

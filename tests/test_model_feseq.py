@@ -241,3 +241,40 @@ def test_shared_target_embedding_queries_with_the_history_tables(spec, tmp_path)
     loaded = keras.saving.load_model(path)
     assert loaded.config.share_target_embedding is True
     np.testing.assert_allclose(loaded.predict(x, verbose=0), shared.predict(x, verbose=0), rtol=1e-6)
+
+
+def _logit(p):
+    p = np.asarray(p, "float64")
+    return np.log(p / (1 - p))
+
+
+def test_wide_term_adds_one_weight_per_id_to_the_logit(spec):
+    keras.utils.set_random_seed(4)
+    model = FESeq(spec, tiny_config(wide=True))
+    x = tiny_batch(spec)
+    before = _logit(model.predict(x, verbose=0))[:, 0]
+    table = model.get_layer("wide_item_id")
+    item = int(x["item_id"][0])
+    values = keras.ops.convert_to_numpy(table.embeddings)
+    values[item] += 3.0
+    table.embeddings.assign(values)
+    after = _logit(model.predict(x, verbose=0))[:, 0]
+    same_item = x["item_id"] == item
+    np.testing.assert_allclose(after[same_item] - before[same_item], 3.0, rtol=1e-4)
+    np.testing.assert_allclose(after[~same_item], before[~same_item], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("target_in_output", [False, True])
+def test_target_in_output_feeds_the_target_item_to_the_mlp(spec, target_in_output):
+    # Without history the pooling attends over the target position alone, so the
+    # query (the output embedding of the target item) reaches the prediction only
+    # when target_in_output feeds it to the MLP.
+    keras.utils.set_random_seed(5)
+    model = FESeq(spec, tiny_config(use_history=False, target_in_output=target_in_output))
+    randomize_weights(model)
+    x = tiny_batch(spec)
+    before = model.predict(x, verbose=0)
+    table = model.get_layer("output_embedding_item_id")
+    table.embeddings.assign(keras.ops.convert_to_numpy(table.embeddings) + 1.0)
+    changed = not np.allclose(model.predict(x, verbose=0), before, atol=1e-6)
+    assert changed == target_in_output

@@ -10,7 +10,7 @@ import keras
 from feseq_tf.config import ModelConfig
 from feseq_tf.layers import FieldEmbedding, NumericEmbedding
 from feseq_tf.layers.initializers import clone_initializer
-from feseq_tf.schema import DatasetSpec, FieldSpec
+from feseq_tf.schema import HIST_LEN, DatasetSpec, FieldSpec
 
 
 def embedding_tables(
@@ -88,3 +88,18 @@ class SpecModel(keras.Model):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SpecModel:
         return cls(**config)
+
+
+def build_inputs(spec: DatasetSpec) -> dict[str, keras.KerasTensor]:
+    """One named ``keras.Input`` per model feature (see docs/data_format.md)."""
+    L = spec.max_len
+    inputs: dict[str, keras.KerasTensor] = {}
+    for f in spec.fields:
+        dtype = "int32" if f.is_categorical else "float32"
+        inputs[f.name] = keras.Input(shape=(), dtype=dtype, name=f.name)
+        if f.sequential:
+            inputs[f.hist_name] = keras.Input(shape=(L,), dtype=dtype, name=f.hist_name)
+    inputs[spec.time_field] = keras.Input(shape=(), dtype="int64", name=spec.time_field)
+    inputs[spec.time_hist_name] = keras.Input(shape=(L,), dtype="int64", name=spec.time_hist_name)
+    inputs[HIST_LEN] = keras.Input(shape=(), dtype="int32", name=HIST_LEN)
+    return inputs

@@ -15,6 +15,9 @@ is the last position), F = 23 fields, d = 16, model_dim = F*d + 2d = 400.
    tables) -> e_out.
 5. Sequence pooling: scaled bilinear attention with e_out as the query, eq. 9-12.
 6. Output: concat(pooled, non-sequential embeddings) -> MLP (LeakyReLU, dropout) -> sigmoid.
+   Two options beyond the paper, off by default: ``target_in_output`` also feeds the
+   target item's representation to the MLP (as DIN does), ``wide`` adds a linear one-hot
+   term of the target-side fields to the logit (as Wide & Deep does).
 
 The model never compiles itself; losses other than the embedding L2 (which the
 embedding tables add with ``add_loss`` on the distinct rows each batch uses) live in
@@ -36,7 +39,14 @@ from feseq_tf.layers import (
     TargetPooling,
     TimeAwareTransformer,
 )
-from feseq_tf.models.common import SpecModel, embedding_tables, model_spec_and_config, output_mlp
+from feseq_tf.models.common import (
+    SpecModel,
+    build_inputs,
+    embedding_tables,
+    model_spec_and_config,
+    output_mlp,
+)
+from feseq_tf.models.linear import LogisticOutput, history_mean, weight_table
 from feseq_tf.schema import HIST_LEN, DatasetSpec
 
 ATTENTION_OUTPUTS = (
@@ -57,21 +67,6 @@ def _as_config(config: ModelConfig | dict | None) -> ModelConfig:
     if isinstance(config, ModelConfig):
         return config
     return ModelConfig(**config)
-
-
-def build_inputs(spec: DatasetSpec) -> dict[str, keras.KerasTensor]:
-    """One named ``keras.Input`` per model feature (see docs/data_format.md)."""
-    L = spec.max_len
-    inputs: dict[str, keras.KerasTensor] = {}
-    for f in spec.fields:
-        dtype = "int32" if f.is_categorical else "float32"
-        inputs[f.name] = keras.Input(shape=(), dtype=dtype, name=f.name)
-        if f.sequential:
-            inputs[f.hist_name] = keras.Input(shape=(L,), dtype=dtype, name=f.hist_name)
-    inputs[spec.time_field] = keras.Input(shape=(), dtype="int64", name=spec.time_field)
-    inputs[spec.time_hist_name] = keras.Input(shape=(L,), dtype="int64", name=spec.time_hist_name)
-    inputs[HIST_LEN] = keras.Input(shape=(), dtype="int32", name=HIST_LEN)
-    return inputs
 
 
 @keras.saving.register_keras_serializable(package="feseq_tf")
@@ -200,6 +195,15 @@ class FESeq(SpecModel):
         else:
             pooling = TargetPooling(name="sequence_pooling")
         *mlp, head = output_mlp(config)
+        wide_fields = tuple(f for f in spec.fields if not f.history_only)
+        wide_tables, wide_history = {}, {}
+        if config.wide:  # logistic regression on the target side, added to the logit
+            wide_tables = {f.name: weight_table(f, config, "wide") for f in wide_fields}
+            wide_history = {
+                f.name: weight_table(f, config, "wide") for f in spec.history_only_fields
+            }
+            head = keras.layers.Dense(1, use_bias=False, dtype="float32", name="deep_logit")
+            wide_output = LogisticOutput(dtype="float32", name="probability")
 
         # ---- functional model --------------------------------------------------------------
         inputs = build_inputs(spec)
@@ -244,10 +248,25 @@ class FESeq(SpecModel):
             query, refined, padding_mask=padding_mask, return_attention_scores=True
         )
 
-        x = ops.concatenate([pooled] + nonseq_emb, axis=-1) if nonseq_emb else pooled
+        parts = [pooled]
+        if config.target_in_output:
+            if query is not None:
+                parts.append(query)
+            else:  # no attention pooling: the target item's input embeddings
+                parts += [input_tables[f.name](inputs[f.name]) for f in item_fields]
+        x = ops.concatenate(parts + nonseq_emb, axis=-1) if len(parts + nonseq_emb) > 1 else pooled
         for layer in mlp:
             x = layer(x)
-        probability = head(x)
+        if config.wide:
+            terms = [head(x)] + [wide_tables[f.name](inputs[f.name]) for f in wide_fields]
+            terms += [
+                history_mean(wide_history[f.name](inputs[f.hist_name]), inputs[HIST_LEN], spec.max_len)
+                for f in spec.history_only_fields
+            ]
+            logit = ops.sum(ops.concatenate([ops.cast(t, "float32") for t in terms], -1), -1, keepdims=True)
+            probability = wide_output(logit)
+        else:
+            probability = head(x)
 
         super().__init__(inputs=inputs, outputs=probability, **kwargs)
 

@@ -15,8 +15,7 @@ from keras import ops
 from feseq_tf.config import ModelConfig
 from feseq_tf.layers import FieldEmbedding, NumericEmbedding
 from feseq_tf.layers.initializers import clone_initializer
-from feseq_tf.models.common import SpecModel, model_spec_and_config
-from feseq_tf.models.feseq import build_inputs
+from feseq_tf.models.common import SpecModel, build_inputs, model_spec_and_config
 from feseq_tf.schema import HIST_LEN, DatasetSpec, FieldSpec
 
 
@@ -44,7 +43,7 @@ class LogisticOutput(keras.layers.Layer):
         return tuple(input_shape)
 
 
-def _weight_table(field: FieldSpec, config: ModelConfig, prefix: str) -> keras.layers.Layer:
+def weight_table(field: FieldSpec, config: ModelConfig, prefix: str) -> keras.layers.Layer:
     """One weight per id (a 1-wide table: one-hot times weights), or per numeric field."""
     name = f"{prefix}_{field.name}"
     init = clone_initializer(keras.initializers.RandomNormal(stddev=config.embedding_stddev), name)
@@ -62,7 +61,7 @@ def _weight_table(field: FieldSpec, config: ModelConfig, prefix: str) -> keras.l
     )
 
 
-def _history_mean(terms: Any, hist_len: Any, max_len: int) -> Any:
+def history_mean(terms: Any, hist_len: Any, max_len: int) -> Any:
     """Mean of [B, L, 1] terms over the real (trailing ``hist_len``) history entries;
     0 for an empty history."""
     first_real = max_len - ops.cast(hist_len, "int32")[:, None]
@@ -127,10 +126,10 @@ class LogisticRegression(SpecModel):
         extra_history = spec.sequential_fields if use_history else ()
         extra_history = tuple(f for f in extra_history if not f.history_only)
         # ---- layers
-        weights = {f.name: _weight_table(f, config, "weight") for f in target_fields}
-        weights.update({f.name: _weight_table(f, config, "weight") for f in history_fields})
+        weights = {f.name: weight_table(f, config, "weight") for f in target_fields}
+        weights.update({f.name: weight_table(f, config, "weight") for f in history_fields})
         history_weights = {
-            f.name: _weight_table(f, config, "history_weight") for f in extra_history
+            f.name: weight_table(f, config, "history_weight") for f in extra_history
         }
         output = LogisticOutput(dtype="float32", name="probability")
         # ---- functional model
@@ -138,7 +137,7 @@ class LogisticRegression(SpecModel):
         terms = [weights[f.name](inputs[f.name]) for f in target_fields]  # each [B, 1]
         for table, fields in ((weights, history_fields), (history_weights, extra_history)):
             terms += [
-                _history_mean(table[f.name](inputs[f.hist_name]), inputs[HIST_LEN], spec.max_len)
+                history_mean(table[f.name](inputs[f.hist_name]), inputs[HIST_LEN], spec.max_len)
                 for f in fields
             ]
         logit = ops.sum(ops.concatenate(terms, axis=-1), axis=-1, keepdims=True)
