@@ -73,9 +73,14 @@ def input_field_names(spec: DatasetSpec, config: ModelConfig) -> list[str]:
     """Names along the field axis of the input interacting layer.
 
     Non-sequential then sequential fields when ``config.nonseq_in_interaction``, else
-    the sequential fields only (the model's layout).
+    the sequential fields only (the model's layout), then ``history_match`` when the
+    model has that field.
     """
+    from feseq_tf.models.feseq import match_fields_of
+
     seq = [f.name for f in spec.sequential_fields]
+    if match_fields_of(spec, config):
+        seq.append("history_match")
     if config.nonseq_in_interaction:
         return [f.name for f in spec.non_sequential_fields] + seq
     return seq

@@ -60,6 +60,9 @@ class ModelConfig:
             query e_out, or its embeddings without attention pooling) to the output
             MLP, as DIN does; the paper feeds only the pooled sequence and the
             non-sequential fields (False). FESeq only.
+        history_match: bool. Add one field to every position embedding which of its
+            categorical fields equal the target's (:class:`feseq_tf.layers.HistoryMatch`);
+            the paper has none (False). FESeq only.
         wide: bool. Add a linear (one-hot, logistic-regression) term of the target-side
             fields to the output logit, as Wide & Deep does, so per-id main effects need
             not pass through the attention; the paper has none (False). FESeq only.
@@ -91,6 +94,7 @@ class ModelConfig:
     pooling_hidden: int = 128
     target_in_output: bool = False
     wide: bool = False
+    history_match: bool = False
     mlp_units: list[int] = dataclasses.field(default_factory=lambda: [1024, 512, 256])
     dropout: float = 0.1
     embedding_l2: float = 0.1

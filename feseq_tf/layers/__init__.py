@@ -3,6 +3,7 @@
 from feseq_tf.layers.attention import MaskedSelfAttention
 from feseq_tf.layers.autoint import AutoIntLayer
 from feseq_tf.layers.embedding import FieldEmbedding, NumericEmbedding
+from feseq_tf.layers.match import HistoryMatch
 from feseq_tf.layers.pooling import (
     ATTENTION_TYPES,
     BilinearAttentionPooling,
@@ -19,6 +20,7 @@ __all__ = [
     "BilinearAttentionPooling",
     "Dice",
     "FieldEmbedding",
+    "HistoryMatch",
     "MaskedSelfAttention",
     "MeanPooling",
     "NumericEmbedding",

@@ -17,7 +17,9 @@ is the last position), F = 23 fields, d = 16, model_dim = F*d + 2d = 400.
 6. Output: concat(pooled, non-sequential embeddings) -> MLP (LeakyReLU, dropout) -> sigmoid.
    Two options beyond the paper, off by default: ``target_in_output`` also feeds the
    target item's representation to the MLP (as DIN does), ``wide`` adds a linear one-hot
-   term of the target-side fields to the logit (as Wide & Deep does).
+   term of the target-side fields to the logit (as Wide & Deep does), and
+   ``history_match`` adds one field to every position stating which of its categorical
+   fields equal the target's (:class:`~feseq_tf.layers.HistoryMatch`).
 
 The model never compiles itself; losses other than the embedding L2 (which the
 embedding tables add with ``add_loss`` on the distinct rows each batch uses) live in
@@ -35,6 +37,7 @@ from feseq_tf.config import ModelConfig
 from feseq_tf.layers import (
     AutoIntLayer,
     BilinearAttentionPooling,
+    HistoryMatch,
     MeanPooling,
     TargetPooling,
     TimeAwareTransformer,
@@ -119,6 +122,14 @@ class SequenceFeatures(keras.layers.Layer):
         }
 
 
+def match_fields_of(spec: DatasetSpec, config: ModelConfig) -> tuple:
+    """The categorical history fields :class:`HistoryMatch` compares with the target
+    (none unless ``config.history_match`` and a history)."""
+    if not (config.history_match and config.use_history):
+        return ()
+    return tuple(f for f in spec.sequential_fields if f.is_categorical and not f.history_only)
+
+
 @keras.saving.register_keras_serializable(package="feseq_tf")
 class FESeq(SpecModel):
     """FESeq: Feature Interaction-Enhanced Sequential Transformer for CTR prediction.
@@ -168,6 +179,11 @@ class FESeq(SpecModel):
             for i in range(config.target_interaction_layers if uses_query else 0)
         ]
         num_fields = len(seq_fields) + (len(nonseq_fields) if config.nonseq_in_interaction else 0)
+        match_fields = match_fields_of(spec, config)
+        history_match = None
+        if match_fields:  # one more field: which fields of each position equal the target's
+            history_match = HistoryMatch(d, name="history_match")
+            num_fields += 1
         refiner = TimeAwareTransformer(
             num_heads=config.transformer_heads,
             max_positions=spec.max_len + 1,
@@ -228,6 +244,9 @@ class FESeq(SpecModel):
             ns = ops.stack(nonseq_emb, axis=1)  # [B, n_ns, d]
             ns = ops.repeat(ops.expand_dims(ns, 1), T, axis=1)  # [B, T, n_ns, d]
             fields = [ns] + fields
+        if history_match is not None:
+            ids = ops.stack([sequence_of(f) for f in match_fields], axis=-1)  # [B, T, n]
+            fields.append(ops.expand_dims(history_match(ids, padding_mask), 2))
         e_in = ops.concatenate(fields, axis=2)  # [B, T, F, d]
 
         attention: dict[str, Any] = {}
