@@ -217,24 +217,17 @@ def test_attention_on_synthetic_data_with_planted_crosses(tmp_path):
     recency pattern (most weight on the oldest position, 1.19 x uniform, least on the
     most recent, 0.92 x).
 
-    Found, and asserted so that a change shows up here:
-    * pooling attention (as the paper's Figs. 7-8): on samples with a full history the
-      weight grows towards the most recent behaviours, 1.14 x uniform at position -1
-      against 0.95-1.04 x at -2 .. -10 (the target position: 0.95 x);
-    * field attention (NOT as hoped): after one epoch the averaged attention is still
-      within 0.004 of uniform (1/23; the embeddings start at 1e-4 here, pinned against
-      the preset's 0.05, and attention logits grow with their square), and the planted
-      pairs are not singled out: their mean
-      weight is 0.9995 x the average pair's and they rank 2nd-23rd (mostly 14th-23rd)
-      of 23 within their rows. The pairs that do stand out carry the same information
-      (shop_id x shop_geohash_12, visit_city x city_id, like the paper's rank_7 /
-      rank_30 / rank_90) or involve the low-cardinality user fields (is_super_vip,
-      gender). Neither longer runs (3 epochs, which overfit), stronger planted crosses
-      with the other effects off, nor a larger embedding initialisation
-      (embedding_stddev=0.1: attention still within 0.003 of uniform, and the pooling
-      recency gone) single the planted pairs out. The MLP sees every field and can model
-      the crosses without the interacting layer. Each run's numbers are written to
-      ``artifacts/attention_planted_crosses.json``.
+    Recorded (``artifacts/attention_planted_crosses.json``), not asserted:
+    * pooling attention (as the paper's Figs. 7-8) by position on samples with a full
+      history. Before the initializer fix (identical q/k/v kernels) the weight grew
+      towards the most recent behaviours (1.14 x uniform at position -1); with distinct
+      initial weights the same short run puts most weight on the target and the oldest
+      position, so recency is a finding of a run, not a property to pin;
+    * field attention: the planted pairs are recorded (weight against the average pair,
+      rank within their rows), not asserted. Averaged over samples the attention need not
+      single out a zero-mean cross; whether the attention follows a planted cross is
+      tested per sample in ``tests/test_attention_planted_cross.py``. Each run's numbers
+      are written to ``artifacts/attention_planted_crosses.json``.
     """
     import json
 
@@ -297,10 +290,10 @@ def test_attention_on_synthetic_data_with_planted_crosses(tmp_path):
         json.dump(found, fh, indent=2)
     print(json.dumps(found, indent=2))
 
+    # What must hold of any model: the averaged maps are distributions. Which positions
+    # and pairs stand out after one epoch is recorded above, not asserted: it is a
+    # finding of a short run (README, "Attention heatmaps"), not a property of FESeq.
     assert full.sum() > 200
-    assert most_recent > older, found  # recency, as in the paper's Figs. 7-8
-    history = relative[:-1]  # positions -L .. -1
-    assert np.corrcoef(np.arange(len(history)), history)[0, 1] > 0.5, found
-    # The negative finding on planted crosses (see the docstring): if the interacting
-    # layer starts to single them out, this fails, and the finding should be rewritten.
-    assert lift < 1.05, found
+    np.testing.assert_allclose(relative.sum(), spec.max_len + 1, rtol=1e-4)
+    np.testing.assert_allclose(field.values.sum(axis=1), 1.0, rtol=1e-4)
+    assert max_deviation < 1.0 - 1.0 / len(names)
