@@ -67,6 +67,13 @@ def test_pyproject_registers_the_loader_and_ships_the_frontend():
     assert "static/*.js" in data
 
 
+def test_the_installed_package_registers_the_plugin_entry_point():
+    # The README's install commands (requirements-dev.txt too) install the package itself,
+    # so a plain `tensorboard --logdir ...` shows the attention tab.
+    names = {ep.name for ep in importlib.metadata.entry_points(group="tensorboard_plugins")}
+    assert PLUGIN_NAME in names, sorted(names)
+
+
 def test_tensorboard_command_loads_the_plugin_from_its_entry_point(tiny_run, tmp_path):
     """The plain `tensorboard` program finds the plugin through the entry point.
 
