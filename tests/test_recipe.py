@@ -67,3 +67,18 @@ def test_recipe_needs_the_training_split_size():
         recipe.recipe(dataclasses.replace(spec_with(10), split_sizes={}))
     with pytest.raises(ValueError, match="train_samples"):
         recipe.batch_size_for(0)
+
+
+def test_synthetic_preset_is_the_recipe_at_the_default_synthetic_size():
+    from feseq_tf.config import preset
+
+    spec = dataclasses.replace(spec_with(199_600), name="synthetic")
+    assert preset("synthetic") == recipe.recipe(spec)
+
+
+def test_recipe_switches_on_the_options_beyond_the_paper_and_presets_of_the_paper_do_not():
+    cfg = recipe.recipe(spec_with(80_000))
+    assert cfg.model.history_match and cfg.model.wide and cfg.model.target_in_output
+    for name in ("eleme", "bundle"):
+        paper = train.resolve_config(name)
+        assert not (paper.model.history_match or paper.model.wide or paper.model.target_in_output)
