@@ -69,6 +69,10 @@ pooling_hidden            {16, 32, 64, 128}                  d_h: the paper uses
 input_interaction_layers  {1, 2, 3}                          the paper's M is 2; 0 is
                                                              the "w/o Int" ablation, not
                                                              a setting to tune
+history_match, wide,      {True, False}                      FESeq's options beyond the
+target_in_output                                             paper (on in the recipe):
+                                                             whether a dataset rewards
+                                                             them is an empirical matter
 ========================  =================================  ==========================
 
 ``--space FILE`` (JSON) replaces ranges: ``{"learning_rate": {"low": 3e-4, "high": 3e-3,
@@ -176,6 +180,9 @@ SEARCH_SPACE: dict[str, FloatRange | Choices] = {
     "mlp_units": Choices(((1024, 512, 256), (256, 128, 64), (128, 64), (64,))),
     "pooling_hidden": Choices((16, 32, 64, 128)),
     "input_interaction_layers": Choices((1, 2, 3)),
+    "history_match": Choices((True, False)),
+    "wide": Choices((True, False)),
+    "target_in_output": Choices((True, False)),
 }
 TRAIN_PARAMS = ("learning_rate", "batch_size")
 _SHARED = (
@@ -189,7 +196,10 @@ _SHARED = (
 #: The parameters searched for each model: those it reads (``feseq_tf.models.baselines``
 #: lists the fields each baseline reads). A model not listed gets ``TRAIN_PARAMS`` only.
 MODEL_PARAMS: dict[str, tuple[str, ...]] = {
-    "feseq": (*_SHARED, "pooling_hidden", "input_interaction_layers"),
+    "feseq": (
+        *_SHARED, "pooling_hidden", "input_interaction_layers", "history_match", "wide",
+        "target_in_output",
+    ),
     "deepfm": _SHARED,
     "autoint": (*_SHARED, "input_interaction_layers"),
     "dcnv2": (*_SHARED, "input_interaction_layers"),
@@ -251,6 +261,9 @@ def parse_space(overrides: dict[str, Any] | None) -> dict[str, FloatRange | Choi
                 "pooling_hidden",
                 "input_interaction_layers",
                 "mlp_units",
+                "history_match",
+                "wide",
+                "target_in_output",
             ) and not isinstance(spec, Choices):
                 raise ValueError(
                     f"space[{name!r}]: expected a list of choices, got {overrides[name]!r}."
