@@ -12,7 +12,10 @@ history lists ``'^'``-joined strings (so that rows with histories of different l
 fit one rectangular request). Requests use TF Serving's row format
 (``{"instances": [...]}``, the default) or columnar format (``{"inputs": {...}}``).
 
-Only the Python standard library is used: the client does not need TensorFlow.
+The raw-value rules (canonical strings, missing-value tokens, the history separator)
+are those of :mod:`feseq_tf.raw_format`, which the pipelines and the serving graph
+apply too. Only the Python standard library is used: the client does not need
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-HISTORY_SEPARATOR = "^"
-# The pipelines' missing-value tokens (pipelines.generic.MISSING_TOKENS; a test keeps
-# the two equal). Kept here so that the client does not import the data stack.
-MISSING_TOKENS = ("", "nan", "NaN", "NAN", "null", "NULL", "None", "\\N")
+# HISTORY_SEPARATOR and MISSING_TOKENS: re-exported, other modules import them from here.
+from feseq_tf import raw_format
+from feseq_tf.raw_format import HISTORY_SEPARATOR as HISTORY_SEPARATOR
+from feseq_tf.raw_format import MISSING_TOKENS as MISSING_TOKENS
+from feseq_tf.raw_format import canonical_string
+
 DEFAULT_MODEL = "feseq"
 DEFAULT_SIGNATURE = "serving_default"
 FORMS = ("instances", "inputs")
@@ -50,27 +55,6 @@ class ServingError(RuntimeError):
         self.message = message
 
 
-def canonical_string(value: Any) -> str:
-    """A raw value as the pipelines write it: integers without a decimal point (also
-    integral floats: ``12.0`` -> ``"12"``), booleans as ``"1"``/``"0"``, missing
-    (``None``, NaN) as ``""``."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ""
-        if value == round(value) and abs(value) < 2.0**53:
-            return str(int(value))
-        return repr(value)
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # NumPy scalars
-        return canonical_string(value.item())
-    return str(value)
-
-
 def _number(name: str, value: Any) -> float:
     if value is None:
         return math.nan
@@ -79,12 +63,12 @@ def _number(name: str, value: Any) -> float:
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
-        if value.strip() in MISSING_TOKENS:
+        if raw_format.is_missing(value):
             return math.nan
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"{name} must be a number, got {value!r}.") from None
+        text = raw_format.trim(value)
+        if not raw_format.is_number(text):
+            raise ValueError(f"{name} must be a number, got {value!r}.")
+        return float(text)
     if hasattr(value, "item"):
         return _number(name, value.item())
     raise ValueError(f"{name} must be a number, got {type(value).__name__} {value!r}.")
@@ -122,7 +106,7 @@ def encode_value(name: str, value: Any, dtype: str, *, history: bool) -> Any:
         if value is None:
             return ""
         if isinstance(value, (list, tuple)):
-            return HISTORY_SEPARATOR.join(canonical_string(v) for v in value)
+            return raw_format.join_history(value)
         raise ValueError(f"{name} must be a list or a '^'-joined string, got {value!r}.")
     if isinstance(value, (list, tuple, dict)):
         raise ValueError(f"{name} takes one value per row, got {type(value).__name__} {value!r}.")

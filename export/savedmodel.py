@@ -61,7 +61,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from export.client import HISTORY_SEPARATOR, canonical_string
+from feseq_tf import raw_format
+from feseq_tf.raw_format import HISTORY_SEPARATOR, MISSING_TOKENS
 from feseq_tf.schema import (
     HIST_LEN,
     NUM_RESERVED_IDS,
@@ -71,7 +72,6 @@ from feseq_tf.schema import (
     DatasetSpec,
     FieldSpec,
 )
-from pipelines.generic import FLOAT_PATTERN, MISSING_TOKENS
 
 DEFAULT_MODEL_NAME = "feseq"
 SERVING_SIGNATURE = "serving_default"
@@ -84,13 +84,15 @@ CONTRACT_FORMAT_VERSION = 1
 VOCABULARY_ASSET = "vocabulary.txt"
 KEY_SEPARATOR = "\t"
 
-# Whitespace trimmed around raw values, as the pipelines trim them (Unicode spaces too).
-_WHITESPACE = r"[\t\n\x{0B}\f\r\x{1C}-\x{1F}\x{85}\p{Z}]"
-_TRIM_PATTERN = rf"^{_WHITESPACE}+|{_WHITESPACE}+$"
-_RARE_WHITESPACE_ANYWHERE = r"(?s).*[\x{1C}-\x{1F}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}].*"
-# Timestamps: integers, optionally written with a zero fraction ("1700000000.0").
-_INT_PATTERN = r"^[+-]?\d{1,18}(\.0*)?$"
-_INT_SUFFIX = r"^\+|\.0*$"
+# Raw values are trimmed of raw_format.WHITESPACE. tf.strings.strip removes its ASCII
+# part; the regex runs only for a batch holding one of the other characters at all.
+_RARE_WHITESPACE_ANYWHERE = (
+    "(?s).*"
+    + raw_format.character_class(
+        "".join(c for c in raw_format.WHITESPACE if c not in raw_format.ASCII_WHITESPACE)
+    )
+    + ".*"
+)
 _MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -98,7 +100,7 @@ _MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Raw features -> model inputs, inside the graph
 # ---------------------------------------------------------------------------------------
 def _trim(values: tf.Tensor) -> tf.Tensor:
-    """Trim whitespace as the pipelines do (Arrow's ``utf8_trim_whitespace``).
+    """Trim :data:`feseq_tf.raw_format.WHITESPACE` as the pipelines do.
 
     ASCII whitespace is stripped by a fast kernel; the Unicode pattern runs only when
     the batch holds a non-ASCII space or a control separator at all.
@@ -109,15 +111,32 @@ def _trim(values: tf.Tensor) -> tf.Tensor:
     )
     return tf.cond(
         special,
-        lambda: tf.strings.regex_replace(stripped, _TRIM_PATTERN, ""),
+        lambda: tf.strings.regex_replace(stripped, raw_format.TRIM_PATTERN, ""),
         lambda: stripped,
     )
 
 
 def _is_missing(values: tf.Tensor) -> tf.Tensor:
-    """True where a trimmed string is one of the pipelines' missing-value tokens."""
+    """True where a trimmed string is a missing-value token (``raw_format.MISSING_TOKENS``)."""
     tokens = tf.constant(MISSING_TOKENS)
     return tf.reduce_any(tf.equal(values[..., None], tokens), axis=-1)
+
+
+def _is_number(values: tf.Tensor) -> tf.Tensor:
+    """True where a trimmed string is a number (``raw_format.FLOAT_PATTERN``)."""
+    return tf.strings.regex_full_match(values, raw_format.FLOAT_PATTERN)
+
+
+def _is_integer_timestamp(values: tf.Tensor) -> tf.Tensor:
+    """True where a trimmed string is an integer timestamp
+    (``raw_format.INTEGER_TIMESTAMP_PATTERN``)."""
+    return tf.strings.regex_full_match(values, raw_format.INTEGER_TIMESTAMP_PATTERN)
+
+
+def _timestamps(values: tf.Tensor) -> tf.Tensor:
+    """Trimmed integer timestamps (checked by :func:`_is_integer_timestamp`) -> int64."""
+    digits = tf.strings.regex_replace(values, raw_format.TIMESTAMP_EXTRAS_PATTERN, "")
+    return tf.strings.to_number(digits, out_type=tf.int64)
 
 
 def serving_input_signature(spec: DatasetSpec) -> dict[str, tf.TensorSpec]:
@@ -190,7 +209,7 @@ class RawFeatureEncoder(tf.Module):
                 raise FileNotFoundError(
                     f"No vocabulary file for categorical field {f.name!r} at {path}."
                 )
-            values = _read_lines(path)
+            values = raw_format.read_vocabulary(path)
             expected = f.vocab_size - NUM_RESERVED_IDS
             if len(values) != expected:
                 raise ValueError(
@@ -355,16 +374,13 @@ class RawFeatureEncoder(tf.Module):
         t_tokens, _, t_counts, t_starts = self._tokens([raw[time_hist]], batch)
         checks.append(
             self._assert_none(
-                tf.logical_not(tf.reduce_all(tf.strings.regex_full_match(t_tokens, _INT_PATTERN)))[
-                    None
-                ],
+                tf.logical_not(tf.reduce_all(_is_integer_timestamp(t_tokens)))[None],
                 [time_hist],
                 "history timestamps must be integers; wrong in:",
             )
         )
         with tf.control_dependencies(checks[-1:]):
-            digits = tf.strings.regex_replace(t_tokens, _INT_SUFFIX, "")
-        t_values = tf.strings.to_number(digits, out_type=tf.int64)
+            t_values = _timestamps(t_tokens)
         t_counts, t_starts = t_counts[:, 0], t_starts[:, 0]
 
         # The other histories: one split, one lookup, one gather for all of them.
@@ -381,7 +397,7 @@ class RawFeatureEncoder(tf.Module):
         if any(not f.is_categorical for f in seq):
             numeric = tf.gather(tf.constant([not f.is_categorical for f in seq]), which)
             missing = _is_missing(tokens)
-            bad = numeric & ~missing & ~tf.strings.regex_full_match(tokens, FLOAT_PATTERN)
+            bad = numeric & ~missing & ~_is_number(tokens)
             checks.append(
                 self._assert_none(
                     tf.math.unsorted_segment_max(tf.cast(bad, tf.int32), which, len(seq)) > 0,
@@ -413,11 +429,6 @@ class RawFeatureEncoder(tf.Module):
         out[time_hist] = self._left_pad(t_values, t_counts[:, None], t_starts[:, None], 0)[:, 0]
         out[HIST_LEN] = tf.cast(tf.minimum(t_counts, spec.max_len), tf.int32)
         return out
-
-
-def _read_lines(path: str) -> list[str]:
-    with open(path, encoding="utf-8", newline="\n") as fh:
-        return [line.rstrip("\n") for line in fh]
 
 
 # ---------------------------------------------------------------------------------------
@@ -495,7 +506,7 @@ def write_saved_model(
     archive = build_export_archive(model, spec, vocab_dir)
     archive.write_out(path, verbose=False)
     vocabularies = {
-        f.name: _read_lines(os.path.join(vocab_dir, f"{f.name}.txt"))
+        f.name: raw_format.read_vocabulary(os.path.join(vocab_dir, f"{f.name}.txt"))
         for f in spec.fields
         if f.is_categorical
     }
@@ -716,7 +727,7 @@ def to_request_row(spec: DatasetSpec, row: Mapping[str, Any]) -> dict[str, Any]:
     for name in history_input_names(spec):
         value = out.get(name)
         if isinstance(value, (list, tuple)):
-            out[name] = HISTORY_SEPARATOR.join(canonical_string(v) for v in value)
+            out[name] = raw_format.join_history(value)
     return out
 
 

@@ -29,13 +29,15 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from feseq_tf import raw_format
+
 ROLES = ("user", "context", "item")
 TYPES = ("categorical", "numeric")
 SPLITS = ("train", "valid", "test")
 
-PAD_ID = 0
-OOV_ID = 1
-NUM_RESERVED_IDS = 2
+PAD_ID = raw_format.PAD_ID
+OOV_ID = raw_format.OOV_ID
+NUM_RESERVED_IDS = raw_format.FIRST_VOCABULARY_ID
 
 HIST_SUFFIX = "_list"
 HIST_LEN = "hist_len"
@@ -294,18 +296,12 @@ class DatasetSpec:
 
 
 def read_vocab(dataset_dir: str, field: str) -> list[str]:
-    """Raw values of a categorical field in id order (first value has id 2)."""
-    with open(os.path.join(dataset_dir, "vocab", f"{field}.txt")) as fh:
-        return [line.rstrip("\n") for line in fh]
+    """Raw values of a categorical field in id order (first value has id 2), read by
+    the vocabulary file format of :mod:`feseq_tf.raw_format`."""
+    return raw_format.read_vocabulary(os.path.join(dataset_dir, "vocab", f"{field}.txt"))
 
 
 def write_vocab(dataset_dir: str, field: str, values: Iterable[str]) -> str:
     os.makedirs(os.path.join(dataset_dir, "vocab"), exist_ok=True)
     path = os.path.join(dataset_dir, "vocab", f"{field}.txt")
-    with open(path, "w") as fh:
-        for v in values:
-            v = str(v)
-            if "\n" in v:
-                raise ValueError(f"Vocabulary value of {field!r} contains a newline: {v!r}.")
-            fh.write(v + "\n")
-    return path
+    return raw_format.write_vocabulary(path, values, name=field)

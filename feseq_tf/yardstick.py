@@ -150,18 +150,17 @@ def generator_history_features(
 
 def generator_decays(spec: DatasetSpec) -> tuple[float, float] | None:
     """The synthetic generator's (position, time) history decays, or None when the
-    dataset is not the generator's (no generator record or not its fields)."""
+    dataset is not the generator's (no generator record with its effect strengths, or
+    not its fields). The generator records every strength it used."""
     generator = spec.extra.get("generator")
     names = {f.name for f in spec.fields if f.sequential}
     if not isinstance(generator, dict) or not set(GENERATOR_FIELDS) <= names:
         return None
-    from pipelines.synthetic import Effects
-
-    effects, defaults = generator.get("effects", {}), Effects()
-    return (
-        effects.get("history_position_decay", defaults.history_position_decay),
-        effects.get("history_time_decay", defaults.history_time_decay),
-    )
+    effects = generator.get("effects")
+    keys = ("history_position_decay", "history_time_decay")
+    if not isinstance(effects, dict) or not all(k in effects for k in keys):
+        return None
+    return effects[keys[0]], effects[keys[1]]
 
 
 class _Features:

@@ -54,7 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from feseq_tf import schema
+from feseq_tf import raw_format, schema
 from pipelines import generic
 from pipelines.generic import FieldConfig, PipelineSpec, PrepareResult
 
@@ -128,8 +128,6 @@ UNKNOWN_CODES: dict[str, tuple[str, ...]] = {
 }
 #: The non-list raw columns the pipeline reads, in file order.
 USED_COLUMNS: tuple[str, ...] = tuple(c for c in RAW_COLUMNS if c not in LIST_COLUMNS)
-
-_INT_PATTERN = r"^[+-]?\d{1,18}(\.0*)?$"
 
 
 def pipeline_spec(
@@ -275,14 +273,18 @@ def _check_values(table: pa.Table) -> tuple[pa.Table, np.ndarray, dict[str, np.n
     columns = {}
     missing = {}
     for name in USED_COLUMNS:
-        col = pc.utf8_trim_whitespace(table.column(name).combine_chunks())
+        col = pc.utf8_trim_whitespace(table.column(name).combine_chunks())  # raw_format.trim
         columns[name] = col
-        missing[name] = pc.is_in(col, value_set=pa.array(generic.MISSING_TOKENS)).to_numpy(
+        missing[name] = pc.is_in(col, value_set=pa.array(raw_format.MISSING_TOKENS)).to_numpy(
             zero_copy_only=False
         )
     reasons: list[tuple[str, np.ndarray]] = []
     for name in NUMERIC_COLUMNS + (TIME_COLUMN,):
-        pattern = _INT_PATTERN if name == TIME_COLUMN else generic.FLOAT_PATTERN
+        pattern = (
+            raw_format.INTEGER_TIMESTAMP_PATTERN
+            if name == TIME_COLUMN
+            else raw_format.FLOAT_PATTERN
+        )
         ok = pc.match_substring_regex(columns[name], pattern).to_numpy(zero_copy_only=False)
         reasons.append((f"malformed:non_numeric:{name}", ~ok & ~missing[name]))
     for name in USED_COLUMNS:
@@ -505,7 +507,9 @@ def read_days(
             if name in NUMERIC_COLUMNS:
                 data[name] = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
             elif name == TIME_COLUMN:
-                digits = pc.replace_substring_regex(col, pattern=r"^\+|\.0*$", replacement="")
+                digits = pc.replace_substring_regex(
+                    col, pattern=raw_format.TIMESTAMP_EXTRAS_PATTERN, replacement=""
+                )
                 data[name] = pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False)
             else:
                 data[name] = pd.Series(pd.arrays.ArrowExtensionArray(col), copy=False)

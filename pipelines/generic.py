@@ -51,16 +51,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from feseq_tf import schema
+from feseq_tf import raw_format, schema
 
-# Strings that mean "no value" in text input (compared after trimming whitespace).
-MISSING_TOKENS = ("", "nan", "NaN", "NAN", "null", "NULL", "None", "\\N")
+# Raw-value rules, under the names other modules have imported them by.
+MISSING_TOKENS = raw_format.MISSING_TOKENS
+FLOAT_PATTERN = raw_format.FLOAT_PATTERN
 
 NON_SEQUENTIAL_ROLES = ("user", "context")
 SEQUENTIAL_ROLES = ("item", "context")
 
-FLOAT_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-_MAX_EXACT_INT = float(2**53)
+_MAX_EXACT_INT = float(raw_format.MAX_EXACT_INTEGER)
 
 
 # ---------------------------------------------------------------------------------------
@@ -357,7 +357,14 @@ class StepTimer:
 # Column parsing (vectorised)
 # ---------------------------------------------------------------------------------------
 def _to_arrow_strings(values: Any) -> pa.Array:
-    """Any column -> trimmed pyarrow string array with nulls for missing values."""
+    """Any column -> trimmed pyarrow string array with nulls for missing values.
+
+    The rules of :mod:`feseq_tf.raw_format`, vectorised: values as
+    :func:`~feseq_tf.raw_format.canonical_string` writes them (a float column whose
+    finite values are all integral as integers), trimmed of
+    :data:`~feseq_tf.raw_format.WHITESPACE` (Arrow's ``utf8_trim_whitespace`` removes
+    exactly that set), missing-value tokens as nulls.
+    """
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         arr = values
     else:
@@ -386,7 +393,8 @@ def _to_arrow_strings(values: Any) -> pa.Array:
     if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
         arr = pc.cast(arr, pa.string())
     arr = pc.utf8_trim_whitespace(arr)
-    missing = pc.or_kleene(pc.is_null(arr), pc.is_in(arr, value_set=pa.array(MISSING_TOKENS)))
+    tokens = pa.array(raw_format.MISSING_TOKENS)
+    missing = pc.or_kleene(pc.is_null(arr), pc.is_in(arr, value_set=tokens))
     return pc.if_else(missing, pa.scalar(None, arr.type), arr)
 
 
@@ -425,7 +433,7 @@ def numeric_values(values: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     else:
         arr = _to_arrow_strings(values)
         missing = arr.is_null().to_numpy(zero_copy_only=False)
-        ok = pc.fill_null(pc.match_substring_regex(arr, FLOAT_PATTERN), False)
+        ok = pc.fill_null(pc.match_substring_regex(arr, raw_format.FLOAT_PATTERN), False)
         bad = ~ok.to_numpy(zero_copy_only=False) & ~missing
         clean = pc.if_else(ok, arr, pa.scalar(None, arr.type))
         out = pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False)

@@ -13,9 +13,7 @@ import pytest
 import tensorflow as tf
 
 from export import savedmodel
-from export.client import MISSING_TOKENS as CLIENT_MISSING_TOKENS
 from feseq_tf.schema import DatasetSpec, read_vocab
-from pipelines.generic import MISSING_TOKENS
 
 
 def _saved_model_cli() -> list[str]:
@@ -218,7 +216,3 @@ def test_mixed_bfloat16_model_exports_float32_probabilities(tiny_trained_run, tm
     encoder = savedmodel.RawFeatureEncoder(spec, os.path.join(tiny_trained_run.run_dir, "vocab"))
     expected = model(encoder(tensors), training=False).numpy().reshape(-1)
     np.testing.assert_allclose(out["probability"].numpy(), expected, atol=1e-5)
-
-
-def test_client_and_pipelines_agree_on_missing_value_tokens():
-    assert tuple(CLIENT_MISSING_TOKENS) == tuple(MISSING_TOKENS)
