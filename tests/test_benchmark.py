@@ -49,6 +49,9 @@ def test_suites_hold_the_papers_variants_as_valid_configs():
         "din_attention": ("attention", "din"),
         "no_scale": ("attention_scale", False),
         "no_history": ("use_history", False),
+        "no_match": ("history_match", False),
+        "no_wide": ("wide", False),
+        "no_target_in_output": ("target_in_output", False),
     }
     assert set(ablations) == set(expected)
     for name, (field, value) in expected.items():
