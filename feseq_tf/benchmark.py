@@ -432,7 +432,7 @@ def _run_suite(args: argparse.Namespace, variants: list[Variant]) -> list[dict[s
         rows.append(summarise(variant, runs))
 
     base = os.path.join(args.output_dir, args.suite)
-    title = f"{args.suite} on {dataset_name} ({args.seeds} seed{'s' if args.seeds > 1 else ''})"
+    title = f"{args.suite} on {args.dataset} ({args.seeds} seed{'s' if args.seeds > 1 else ''})"
     write_csv(rows, base + ".csv")
     with open(base + ".md", "w") as fh:
         fh.write(markdown_table(rows, title))

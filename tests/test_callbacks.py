@@ -196,8 +196,10 @@ def test_train_main_writes_attention_summaries_by_default(train_main_run_dir):
         "attention/sequence_head_0",
     }
     field = latest[("attention", TAG_INPUT_FIELDS)]
-    assert field.values.shape == (23, 23) and field.step == 1  # after the one epoch
+    # The 23 Ele.me-layout fields plus the history-match field of the default recipe.
+    assert field.values.shape == (24, 24) and field.step == 1  # after the one epoch
     assert field.info.row_labels[:2] == ("user_id", "gender")
+    assert field.info.row_labels[-1] == "history_match"
 
 
 # ---- what the attention shows on the synthetic data ------------------------------------------

@@ -160,9 +160,11 @@ def test_matrix_route_returns_the_written_values_and_labels(tensorboard_server, 
             assert got["max"] == pytest.approx(written.values.max(), abs=1e-6)
 
 
-def test_field_attention_is_labelled_with_the_23_field_names(tensorboard_server, tiny_run):
+def test_field_attention_is_labelled_with_the_field_names(tensorboard_server, tiny_run):
     got = tensorboard_server.data(f"{ROUTE}/matrix", run=RUN, tag="attention/input_fields")
-    assert len(tiny_run.field_names) == 23
+    # The 23 Ele.me-layout fields, plus the history-match field of the default recipe.
+    assert len(tiny_run.field_names) == 23 + int(tiny_run.field_names[-1] == "history_match")
+    assert len(tiny_run.field_names) == len(set(tiny_run.field_names))
     assert got["row_labels"] == got["col_labels"] == tiny_run.field_names
     assert got["row_labels"][:2] == ["user_id", "gender"]
     assert got["step"] == max(tiny_run.written)  # no step: the last one
