@@ -591,15 +591,10 @@ def load_run(run_dir: str) -> tuple[Any, DatasetSpec]:
 
     spec = DatasetSpec.load(run_dir)
     model = keras.saving.load_model(model_path, compile=False)
-    model_spec = getattr(model, "spec", None)
-    if model_spec is not None:
-        try:  # a model built without feedback serves without the feedback input
-            spec = spec.model_view(model_spec)
-        except ValueError:
-            raise ValueError(
-                f"{model_path} was built for other fields or vocabularies than "
-                f"{os.path.join(run_dir, SPEC_FILE)}; the run directory is inconsistent."
-            ) from None
+    try:  # a model built without feedback serves without the feedback input
+        spec = spec.model_view(getattr(model, "spec", None))
+    except ValueError as err:
+        raise ValueError(f"{model_path} does not match its run directory: {err}") from None
     return model, spec
 
 

@@ -44,15 +44,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     spec = DatasetSpec.load(args.dataset)
     model = load_model(args.model)
-    model_spec = getattr(model, "spec", None)
-    if model_spec is not None:
-        try:  # a model built without feedback reads the dataset without it
-            spec = spec.model_view(model_spec)
-        except ValueError:
-            raise SystemExit(
-                f"The model was trained on a dataset with different fields or vocabularies "
-                f"than {args.dataset}; evaluate it on the dataset it was trained on."
-            ) from None
+    try:  # a model built without feedback reads the dataset without it
+        spec = spec.model_view(getattr(model, "spec", None))
+    except ValueError as err:
+        raise SystemExit(f"error: {err} Evaluate it on the dataset it was trained on.") from None
     result = training.evaluate_split(model, args.dataset, args.split, args.batch_size, spec)
     print(json.dumps({args.split: result}, indent=2))
     if args.output:

@@ -190,13 +190,16 @@ class DatasetSpec:
             return self
         return dataclasses.replace(self, fields=tuple(f for f in self.fields if not f.history_only))
 
-    def model_view(self, model_spec: DatasetSpec) -> DatasetSpec:
+    def model_view(self, model_spec: DatasetSpec | None) -> DatasetSpec:
         """The spec a model built on ``model_spec`` reads from this dataset: this spec,
-        or it without its feedback when the model was built without feedback.
+        or it without its feedback when the model was built without feedback (this spec
+        when ``model_spec`` is None: a model that does not say).
 
         Raises:
             ValueError: when the model was built for other fields or vocabularies.
         """
+        if model_spec is None:
+            return self
         for view in (self, self.without_feedback()):
             if view.fields == model_spec.fields:
                 return view
