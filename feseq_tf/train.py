@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic (default), eleme, bundle, or a prepared dataset directory")
     p.add_argument("--model", choices=MODEL_NAMES,
                    help="model to train: feseq (default, unless --config names another) "
-                        "or a baseline")
+                        "or a baseline (lr: logistic regression)")
     p.add_argument("--config", help="JSON/YAML file with 'model'/'train' overrides of the preset")
     p.add_argument("--preset", help="config preset: eleme, bundle, synthetic or auto (default: "
                    "the dataset's own, else auto, the recipe sized from the data)")
