@@ -210,7 +210,8 @@ def run_config(
         overrides[section].update(values)
     overrides["train"]["seed"] = seed
     return train.resolve_config(
-        dataset_name, preset_name=args.preset, config_file=args.config, overrides=overrides,
+        dataset_name, preset_name=train.preset_for(args.dataset, args.preset),
+        config_file=args.config, overrides=overrides,
         model_name=variant.model, spec=spec,
     )
 

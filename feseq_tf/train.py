@@ -122,6 +122,14 @@ def default_preset(dataset_name: str) -> str:
     return dataset_name if dataset_name in NAMED_DATASETS else AUTO_PRESET
 
 
+def preset_for(dataset: str, preset_name: str | None = None) -> str:
+    """The preset of a run given ``--dataset`` as the user typed it: ``preset_name`` if
+    given, a named dataset's own (``eleme``, ``bundle``, ``synthetic``), and ``"auto"``
+    for a dataset directory, whatever its spec's name (a synthetic regime prepared into
+    a directory is data of its own size)."""
+    return preset_name or (dataset if dataset in NAMED_DATASETS else AUTO_PRESET)
+
+
 def resolve_config(
     dataset_name: str,
     *,
@@ -180,7 +188,8 @@ def _config_from_args(
     }
     overrides["train"].update({k: v for k, v in flag_map.items() if v is not None})
     return resolve_config(
-        dataset_name, preset_name=args.preset, config_file=args.config, overrides=overrides,
+        dataset_name, preset_name=preset_for(args.dataset, args.preset),
+        config_file=args.config, overrides=overrides,
         model_name=args.model, spec=spec,
     )
 

@@ -550,8 +550,8 @@ def tune(
         model_name: str or None. The model to tune (one of ``MODEL_NAMES``). Defaults to
             the base config's.
         base_config: ExperimentConfig or None. Trial 0 and the values of everything not
-            searched. Defaults to the dataset's preset
-            (:func:`feseq_tf.train.resolve_config`).
+            searched. Defaults to the recipe sized from the dataset
+            (:func:`feseq_tf.train.resolve_config` with the ``"auto"`` preset).
         seed: int. Seed of the TPE sampler. Defaults to 0.
         storage: str or None. Optuna storage URL. Defaults to
             ``sqlite:///<output_dir>/study.db``.
@@ -591,7 +591,11 @@ def tune(
         raise train.UsageError(f"invalid search space: {err}") from None
     dataset_name = DatasetSpec.load(dataset_dir).name
     if base_config is None:
-        base_config = train.resolve_config(dataset_name, model_name=model_name)
+        # A directory trains with the recipe sized from its data (train.preset_for).
+        base_config = train.resolve_config(
+            dataset_name, preset_name=train.preset_for(dataset_dir), model_name=model_name,
+            spec=DatasetSpec.load(dataset_dir),
+        )
     top: dict[str, Any] = {"train": {"epochs": epochs} if epochs is not None else {}}
     if model_name is not None:
         top["model_name"] = model_name
@@ -736,7 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default: 0)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--space", help="JSON file replacing ranges of the search space")
-    p.add_argument("--preset", help="config preset (default: the dataset's own, else eleme)")
+    p.add_argument("--preset", help="config preset (default: the dataset's own, else auto, the recipe sized from the data)")
     p.add_argument("--config", help="JSON/YAML file with 'model'/'train' overrides of the preset")
     p.add_argument(
         "--set",
@@ -797,10 +801,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         base = train.resolve_config(
             dataset_name,
-            preset_name=args.preset,
+            preset_name=train.preset_for(args.dataset, args.preset),
             config_file=args.config,
             overrides=train.parse_overrides(args.set),
             model_name=args.model,
+            spec=DatasetSpec.load(dataset_dir),
         )
         return tune(
             dataset_dir,
