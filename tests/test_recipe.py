@@ -82,3 +82,10 @@ def test_recipe_switches_on_the_options_beyond_the_paper_and_presets_of_the_pape
     for name in ("eleme", "bundle"):
         paper = train.resolve_config(name)
         assert not (paper.model.history_match or paper.model.wide or paper.model.target_in_output)
+
+
+def test_named_datasets_keep_their_presets_and_directories_get_the_recipe():
+    assert train.preset_for("synthetic") == "synthetic"
+    assert train.preset_for("eleme") == "eleme"
+    assert train.preset_for("data/regimes/dense") == "auto"  # its spec is named "synthetic"
+    assert train.preset_for("data/regimes/dense", "synthetic") == "synthetic"
