@@ -49,7 +49,7 @@ from feseq_tf.models.common import (
     model_spec_and_config,
     output_mlp,
 )
-from feseq_tf.models.linear import LogisticOutput, history_mean, weight_table
+from feseq_tf.models.linear import LogisticOutput, one_hot_tables, one_hot_terms
 from feseq_tf.schema import HIST_LEN, DatasetSpec
 
 ATTENTION_OUTPUTS = (
@@ -58,18 +58,6 @@ ATTENTION_OUTPUTS = (
     "sequence_attention",
     "pooling_attention",
 )
-
-
-def _as_spec(spec: DatasetSpec | dict) -> DatasetSpec:
-    return spec if isinstance(spec, DatasetSpec) else DatasetSpec.from_dict(spec)
-
-
-def _as_config(config: ModelConfig | dict | None) -> ModelConfig:
-    if config is None:
-        return ModelConfig()
-    if isinstance(config, ModelConfig):
-        return config
-    return ModelConfig(**config)
 
 
 @keras.saving.register_keras_serializable(package="feseq_tf")
@@ -211,13 +199,8 @@ class FESeq(SpecModel):
         else:
             pooling = TargetPooling(name="sequence_pooling")
         *mlp, head = output_mlp(config)
-        wide_fields = tuple(f for f in spec.fields if not f.history_only)
-        wide_tables, wide_history = {}, {}
         if config.wide:  # logistic regression on the target side, added to the logit
-            wide_tables = {f.name: weight_table(f, config, "wide") for f in wide_fields}
-            wide_history = {
-                f.name: weight_table(f, config, "wide") for f in spec.history_only_fields
-            }
+            wide_tables = one_hot_tables(spec, config, "wide")
             head = keras.layers.Dense(1, use_bias=False, dtype="float32", name="deep_logit")
             wide_output = LogisticOutput(dtype="float32", name="probability")
 
@@ -277,11 +260,7 @@ class FESeq(SpecModel):
         for layer in mlp:
             x = layer(x)
         if config.wide:
-            terms = [head(x)] + [wide_tables[f.name](inputs[f.name]) for f in wide_fields]
-            terms += [
-                history_mean(wide_history[f.name](inputs[f.hist_name]), inputs[HIST_LEN], spec.max_len)
-                for f in spec.history_only_fields
-            ]
+            terms = [head(x)] + one_hot_terms(wide_tables, inputs, spec)
             logit = ops.sum(ops.concatenate([ops.cast(t, "float32") for t in terms], -1), -1, keepdims=True)
             probability = wide_output(logit)
         else:

@@ -70,6 +70,23 @@ def history_mean(terms: Any, hist_len: Any, max_len: int) -> Any:
     return ops.sum(terms * weight, axis=1) / ops.maximum(ops.sum(weight, axis=1), 1.0)
 
 
+def one_hot_tables(spec: DatasetSpec, config: ModelConfig, prefix: str) -> dict[str, Any]:
+    """One weight table (:func:`weight_table`) per field of ``spec``, named ``<prefix>_<field>``."""
+    return {f.name: weight_table(f, config, prefix) for f in spec.fields}
+
+
+def one_hot_terms(tables: dict[str, Any], inputs: dict[str, Any], spec: DatasetSpec) -> list:
+    """The [B, 1] terms of the linear one-hot logit: the weight of each field's target
+    value, and for a history-only field (no target value) the mean weight of its real
+    history entries."""
+    return [
+        history_mean(tables[f.name](inputs[f.hist_name]), inputs[HIST_LEN], spec.max_len)
+        if f.history_only
+        else tables[f.name](inputs[f.name])
+        for f in spec.fields
+    ]
+
+
 @keras.saving.register_keras_serializable(package="feseq_tf")
 class LogisticRegression(SpecModel):
     """Logistic regression on the one-hot target-side fields.
@@ -121,25 +138,21 @@ class LogisticRegression(SpecModel):
         if not isinstance(use_history, bool):
             raise ValueError(f"use_history must be a bool, got {use_history!r}.")
         spec, config = model_spec_and_config(spec, config)
-        target_fields = tuple(f for f in spec.fields if not f.history_only)
-        history_fields = spec.history_only_fields
         extra_history = spec.sequential_fields if use_history else ()
         extra_history = tuple(f for f in extra_history if not f.history_only)
         # ---- layers
-        weights = {f.name: weight_table(f, config, "weight") for f in target_fields}
-        weights.update({f.name: weight_table(f, config, "weight") for f in history_fields})
+        weights = one_hot_tables(spec, config, "weight")
         history_weights = {
             f.name: weight_table(f, config, "history_weight") for f in extra_history
         }
         output = LogisticOutput(dtype="float32", name="probability")
         # ---- functional model
         inputs = build_inputs(spec)
-        terms = [weights[f.name](inputs[f.name]) for f in target_fields]  # each [B, 1]
-        for table, fields in ((weights, history_fields), (history_weights, extra_history)):
-            terms += [
-                history_mean(table[f.name](inputs[f.hist_name]), inputs[HIST_LEN], spec.max_len)
-                for f in fields
-            ]
+        terms = one_hot_terms(weights, inputs, spec)  # each [B, 1]
+        terms += [
+            history_mean(history_weights[f.name](inputs[f.hist_name]), inputs[HIST_LEN], spec.max_len)
+            for f in extra_history
+        ]
         logit = ops.sum(ops.concatenate(terms, axis=-1), axis=-1, keepdims=True)
         probability = output(logit)
         super().__init__(inputs=inputs, outputs=probability, **kwargs)
