@@ -83,10 +83,8 @@ def set_seed(seed: int, deterministic: bool = False) -> None:
 def predict_split(
     model: keras.Model, dataset_dir: str, split: str, batch_size: int, spec: DatasetSpec | None = None
 ) -> np.ndarray:
-    spec = spec or DatasetSpec.load(dataset_dir)
-    model_spec = getattr(model, "spec", None)
-    if model_spec is not None and not model_spec.history_only_fields:
-        spec = spec.without_feedback()  # a model built without feedback does not take it
+    # A model built without feedback does not take the dataset's feedback columns.
+    spec = (spec or DatasetSpec.load(dataset_dir)).model_view(getattr(model, "spec", None))
     ds = make_dataset(dataset_dir, split, batch_size, spec=spec).map(lambda x, y: x)
     return np.asarray(model.predict(ds, verbose=0), dtype=np.float64).reshape(-1)
 
