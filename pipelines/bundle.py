@@ -39,7 +39,9 @@ from typing import Any
 import pandas as pd
 
 from pipelines import generic
-from pipelines.generic import FieldConfig, PipelineSpec, PrepareResult
+from pipelines.readers import read_table
+from pipelines.spec import FieldConfig, PipelineSpec
+from pipelines.writer import PrepareResult
 
 DATASET_NAME = "bundle"
 USER_KEY = "uid"
@@ -167,7 +169,7 @@ def prepare(
     start = time.perf_counter()
     frames, dropped, rows_read = [], {}, 0
     for path in input_files(input_path):
-        frame, report = generic.read_table(path, spec.required_columns)
+        frame, report = read_table(path, spec.required_columns)
         frames.append(frame)
         rows_read += report["rows_read"]
         for reason, count in report["rows_dropped"].items():

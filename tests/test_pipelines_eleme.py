@@ -121,6 +121,12 @@ def test_raw_columns_and_field_layout_match_the_papers_ele_me_setup():
     assert not {"brand_id", "merge_standard_food_id"} & {f.name for f in spec.fields}
 
 
+def test_raw_numeric_columns_are_the_label_and_the_numeric_fields():
+    numeric_fields = [f.name for f in eleme.pipeline_spec().fields if f.type == "numeric"]
+    assert eleme.NUMERIC_COLUMNS == (eleme.LABEL_COLUMN, *numeric_fields)
+    assert set(eleme.NUMERIC_COLUMNS) <= set(eleme.USED_COLUMNS)
+
+
 # --------------------------------------------------------------------------- bad input
 MALFORMED = [
     good(0),  # 0

@@ -281,7 +281,7 @@ def test_spec_rejects_unknown_keys():
     with pytest.raises(ValueError, match=r"Unknown keys in pipeline spec: \['max_length'\]"):
         PipelineSpec.from_dict({**d, "max_length": 3})
     bad_field = {**d, "sequential_fields": [{"name": "item", "typ": "numeric"}]}
-    with pytest.raises(ValueError, match=r"Field 'item': unknown keys \['typ'\]"):
+    with pytest.raises(ValueError, match=r"Unknown keys in field 'item': \['typ'\]"):
         PipelineSpec.from_dict(bad_field)
 
 

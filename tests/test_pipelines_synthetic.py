@@ -1,4 +1,4 @@
-"""Tests of the synthetic Ele.me-layout generator (pipelines/synthetic.py)."""
+"""Tests of the synthetic Ele.me-layout generator (pipelines/synthetic/)."""
 
 from __future__ import annotations
 
@@ -275,6 +275,23 @@ def test_main_writes_raw_files(tmp_path) -> None:
     assert dataclasses.asdict(synthetic.Effects(history_shop=0.0)) == info["effects"]
 
 
+def test_python_dash_m_writes_the_same_files_as_generate(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cli, api = str(tmp_path / "cli"), str(tmp_path / "api")
+    subprocess.run([sys.executable, "-m", "pipelines.synthetic", "--out", cli, "--rows", str(TINY),
+                    "--seed", "1", "--raw-only", "--set", "history_shop=0"],
+                   cwd=root, check=True, capture_output=True)
+    synthetic.generate(api, num_rows=TINY, seed=1, history_shop=0.0)
+    for day in synthetic.DEFAULT_DAYS:
+        for suffix in (".csv", synthetic.ORACLE_SUFFIX):
+            with open(os.path.join(cli, day + suffix), "rb") as a, \
+                    open(os.path.join(api, day + suffix), "rb") as b:
+                assert a.read() == b.read()
+
+
 def test_main_records_the_time_unit_in_the_spec(tmp_path) -> None:
     out = str(tmp_path / "minutes")
     result = synthetic.main(["--out", out, "--rows", str(TINY), "--seed", "1", "--time-unit", "1"])
@@ -319,7 +336,7 @@ def _user_counts(sim: synthetic.Simulation) -> np.ndarray:
 def _sim_of_regime(name: str, **overrides) -> synthetic.Simulation:
     knobs = synthetic.regime_kwargs(name, **overrides)
     effects = synthetic.Effects.from_kwargs(
-        **{k: knobs.pop(k) for k in list(knobs) if k in synthetic._EFFECT_NAMES})
+        **{k: knobs.pop(k) for k in list(knobs) if k in synthetic.EFFECT_NAMES})
     return synthetic.simulate(knobs.pop("num_rows"), effects=effects, **knobs)
 
 
@@ -448,7 +465,7 @@ def test_every_regime_generates_at_a_tiny_size(name) -> None:
     assert sim.prob.mean() == pytest.approx(regime.get("target_ctr", 0.04), rel=1e-3)
     for knob in ("impressions_per_user", "impressions_sigma", "max_impressions_per_user",
                  "catalog_scale"):
-        assert sim.params[knob] == regime.get(knob, synthetic._KNOB_DEFAULTS[knob])
+        assert sim.params[knob] == regime.get(knob, synthetic.KNOB_DEFAULTS[knob])
 
 
 def test_dense_regime_is_ratings_like() -> None:
