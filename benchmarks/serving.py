@@ -3,7 +3,7 @@
     python -m benchmarks.serving [--model-base-path EXPORT/feseq | --run-dir RUN]
                                  [--requests 1000] [--concurrency 8] [--large-batch 256]
 
-Starts the development model server (``python -m export.serve --enable-batching
+Starts the development model server (``python -m export.devserver --enable-batching
 --intra-op-threads 1``; ``--no-batching`` leaves merging off, ``--server-arg`` adds or
 overrides arguments) in its own process on loopback, then sends TF Serving REST
 ``predict`` requests of raw rows from ``--concurrency`` closed-loop clients, each on its
@@ -139,7 +139,7 @@ def _request_rows(version_dir: str, n: int, seed: int) -> list[dict[str, Any]]:
 
 
 def _vocabularies(version_dir: str) -> dict[str, list[str]]:
-    from export.savedmodel import KEY_SEPARATOR, VOCABULARY_ASSET
+    from export.raw_encoder import KEY_SEPARATOR, VOCABULARY_ASSET
 
     vocabs: dict[str, list[str]] = {}
     path = os.path.join(version_dir, "assets", VOCABULARY_ASSET)
@@ -154,7 +154,7 @@ def _vocabularies(version_dir: str) -> dict[str, list[str]]:
 def _start_server(
     base_path: str, extra_args: Sequence[str], log_dir: str
 ) -> tuple[subprocess.Popen, int]:
-    cmd = [sys.executable, "-m", "export.serve", "--model-base-path", base_path, "--port", "0"]
+    cmd = [sys.executable, "-m", "export.devserver", "--model-base-path", base_path, "--port", "0"]
     cmd += list(extra_args)
     log_path = os.path.join(log_dir, "server.log")
     with open(log_path, "w") as log:
@@ -470,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--server-arg",
         action="append",
         default=[],
-        help="extra argument for python -m export.serve (repeatable)",
+        help="extra argument for python -m export.devserver (repeatable)",
     )
     p.add_argument("--output", help="also write the results as JSON here")
     return p
@@ -498,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             base = _eleme_shaped_export(tmp, args.precision, size=args.model_size)
             what = "paper Ele.me configuration" if args.model_size == "paper" else "tiny model"
             model_desc = f"{what}, untrained weights, {args.precision}"
-        from export.serve import latest_version
+        from export.devserver import latest_version
 
         version, version_dir = latest_version(base)
         model = os.path.basename(os.path.normpath(base))
@@ -539,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"model: {results['model']}; loopback, {args.concurrency} concurrent clients, "
         f"{results['cpu_count']} CPUs, load average {results['load_average_1min']}; "
-        f"server: python -m export.serve {' '.join(results['server_args'])}"
+        f"server: python -m export.devserver {' '.join(results['server_args'])}"
     )
     print(
         f"{'phase':<22}{'requests':>9}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"

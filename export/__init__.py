@@ -1,10 +1,13 @@
 """Export and serving of trained FESeq models.
 
 * :mod:`export.savedmodel`: ``python -m export.savedmodel`` writes a versioned SavedModel
-  whose signatures take raw feature values (:func:`export.savedmodel.export_run`);
+  whose signatures take raw feature values (:func:`export.savedmodel.export_run`), composing
+  :mod:`export.raw_encoder` (raw values -> model inputs, in the graph),
+  :mod:`export.archive` (the SavedModel and its versions) and :mod:`export.contract`
+  (the signatures and requests);
 * :mod:`export.client`: ``python -m export.client``, a TF Serving REST client;
-* :mod:`export.serve`: ``python -m export.serve``, a development server for TF Serving's
-  REST API (production uses TensorFlow Serving);
+* :mod:`export.devserver`: ``python -m export.devserver`` (or ``python -m export.serve``),
+  a development server for TF Serving's REST API (production uses TensorFlow Serving);
 * ``export/serving/``: the TF Serving model config, batching parameters and commands.
 
 Importing this package is cheap: the client needs neither TensorFlow nor the data stack.

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pytest
 import tensorflow as tf
 
-from export import savedmodel
+from export import archive, contract, raw_encoder, savedmodel
 from export.client import canonical_string
 from feseq_tf.data import make_dataset
 from feseq_tf.schema import HIST_LEN, OOV_ID, DatasetSpec
@@ -70,8 +70,8 @@ def _raw_test_rows(dataset_dir: str, spec: DatasetSpec) -> tuple[list[dict], np.
 
 def _columnar(spec: DatasetSpec, rows: list[dict]) -> dict[str, tf.Tensor]:
     """Rows -> the serving signature's tensors (histories as '^'-joined strings)."""
-    signature = savedmodel.serving_input_signature(spec)
-    joined = [savedmodel.to_request_row(spec, r) for r in rows]
+    signature = contract.serving_input_signature(spec)
+    joined = [contract.to_request_row(spec, r) for r in rows]
     return {
         name: tf.constant([r[name] for r in joined], dtype=ts.dtype)
         for name, ts in signature.items()
@@ -95,12 +95,12 @@ def parity_setup(tiny_trained_run, tmp_path_factory):
         elif w.path == "probability/bias":  # away from the 4% CTR, where outputs saturate
             w.assign(np.zeros(w.shape, w.dtype))
     path = str(tmp_path_factory.mktemp("parity") / "saved_model")
-    savedmodel.write_saved_model(model, spec, os.path.join(tiny_trained_run.run_dir, "vocab"), path)
+    archive.write_saved_model(model, spec, os.path.join(tiny_trained_run.run_dir, "vocab"), path)
     rows, raw_times = _raw_test_rows(tiny_trained_run.dataset_dir, spec)
     records = _records(tiny_trained_run.dataset_dir)
     np.testing.assert_array_equal(records[spec.time_field], raw_times)  # same rows, same order
     loaded = tf.saved_model.load(path)
-    encoder = savedmodel.RawFeatureEncoder(spec, os.path.join(tiny_trained_run.run_dir, "vocab"))
+    encoder = raw_encoder.RawFeatureEncoder(spec, os.path.join(tiny_trained_run.run_dir, "vocab"))
     return {
         "model": model,
         "spec": spec,
@@ -187,7 +187,7 @@ def _edge_cases(spec: DatasetSpec, rows: list[dict], records: dict) -> tuple[lis
     )
     # An empty history.
     row = dict(rows[j])
-    for name in savedmodel.history_input_names(spec):
+    for name in contract.history_input_names(spec):
         row[name] = []
     zero = {f.hist_name: np.zeros_like for f in spec.sequential_fields}
     zero[spec.time_hist_name] = np.zeros_like
@@ -224,7 +224,7 @@ def test_history_as_lists_equals_history_as_joined_strings(parity_setup):
     joined = s["loaded"].signatures["serving_default"](**_columnar(spec, rows))["probability"]
     width = max(len(r[spec.time_hist_name]) for r in rows) + 2
     lists = dict(_columnar(spec, rows))
-    for name in savedmodel.history_input_names(spec):
+    for name in contract.history_input_names(spec):
         # Rectangular [B, n] lists: empty-string elements are padding (on either side).
         padded = [[""] + [canonical_string(v) for v in r[name]] for r in rows]
         lists[name] = tf.constant([p + [""] * (width - len(p)) for p in padded])
@@ -262,7 +262,7 @@ def test_trimming_matches_the_pipelines_unicode_whitespace():
         "",
     ]
     expected = pc.utf8_trim_whitespace(pa.array(values)).to_pylist()
-    got = [v.decode() for v in savedmodel._trim(tf.constant(values)).numpy()]
+    got = [v.decode() for v in raw_encoder._trim(tf.constant(values)).numpy()]
     assert got == expected
 
 

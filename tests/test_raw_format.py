@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pytest
 import tensorflow as tf
 
-from export import client, savedmodel
+from export import client, contract, raw_encoder
 from feseq_tf import raw_format, schema
 from feseq_tf.schema import DatasetSpec, FieldSpec
 from pipelines import generic
@@ -94,8 +94,8 @@ def _pipeline_clean(values: pd.Series) -> list[str | None]:
 
 
 def _serving_clean(texts: list[str]) -> list[str | None]:
-    trimmed = savedmodel._trim(tf.constant(texts, tf.string))
-    missing = savedmodel._is_missing(trimmed).numpy()
+    trimmed = raw_encoder._trim(tf.constant(texts, tf.string))
+    missing = raw_encoder._is_missing(trimmed).numpy()
     return [None if m else t.decode() for t, m in zip(trimmed.numpy(), missing, strict=True)]
 
 
@@ -147,10 +147,10 @@ def test_each_side_reads_numbers_and_timestamps_as_the_table_says(raw, expected,
     assert ts_ok == [timestamp]
     # Serving graph.
     tokens = tf.constant([text])
-    assert bool(savedmodel._is_number(tokens).numpy()[0]) is number
-    assert bool(savedmodel._is_integer_timestamp(tokens).numpy()[0]) is timestamp
+    assert bool(raw_encoder._is_number(tokens).numpy()[0]) is number
+    assert bool(raw_encoder._is_integer_timestamp(tokens).numpy()[0]) is timestamp
     if timestamp:
-        assert savedmodel._timestamps(tokens).numpy()[0] == int(float(text))
+        assert raw_encoder._timestamps(tokens).numpy()[0] == int(float(text))
 
 
 # Joined history (as sent) -> entries after the split (trimmed, empty ones dropped).
@@ -189,7 +189,7 @@ def history_encoder(tmp_path_factory):
         ),
         max_len=4,
     )
-    return savedmodel.RawFeatureEncoder(spec, vocab_dir), values
+    return raw_encoder.RawFeatureEncoder(spec, vocab_dir), values
 
 
 def test_each_side_splits_histories_as_the_table_says(history_encoder):
@@ -223,9 +223,7 @@ def test_client_joins_history_lists_the_graph_splits_back():
     assert [None if e in raw_format.MISSING_TOKENS else e for e in entries] == [
         raw_format.clean(v) for v in values
     ]
-    assert (
-        savedmodel.to_request_row(_one_history_spec(), {"item_list": values})["item_list"] == sent
-    )
+    assert contract.to_request_row(_one_history_spec(), {"item_list": values})["item_list"] == sent
 
 
 def _one_history_spec() -> DatasetSpec:

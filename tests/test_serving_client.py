@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import client, savedmodel, serve
+from export import client, devserver, savedmodel
 from feseq_tf.schema import DatasetSpec, read_vocab
 
 
@@ -52,7 +52,7 @@ def expected(tiny_trained_run, tiny_exported_model, raw_rows) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def server(tiny_exported_model):
-    with serve.running_server(os.path.dirname(tiny_exported_model), "feseq") as url:
+    with devserver.running_server(os.path.dirname(tiny_exported_model), "feseq") as url:
         yield url
 
 

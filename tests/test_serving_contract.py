@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from export.savedmodel import ATTENTION_SIGNATURE, DEFAULT_MODEL_NAME, SERVING_SIGNATURE
+from export.contract import ATTENTION_SIGNATURE, DEFAULT_MODEL_NAME, SERVING_SIGNATURE
 
 SERVING_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "export", "serving"

@@ -7,6 +7,8 @@ import http.client
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -15,7 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import savedmodel, serve
+from export import devserver, savedmodel
+from export.devserver import batching, protocol
 from feseq_tf.schema import DatasetSpec, read_vocab
 
 MAX_REQUEST_BYTES = 200_000
@@ -59,7 +62,7 @@ def expected(tiny_exported_model, rows) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def server(tiny_exported_model):
     base = os.path.dirname(tiny_exported_model)
-    with serve.running_server(
+    with devserver.running_server(
         base, "feseq", max_request_bytes=MAX_REQUEST_BYTES, max_batch_size=100
     ) as url:
         yield url
@@ -282,7 +285,7 @@ def test_batching_merges_concurrent_requests_and_isolates_a_bad_one(
     tiny_exported_model, rows, expected
 ):
     base = os.path.dirname(tiny_exported_model)
-    model_server = serve.ModelServer.from_base_path(base, batching=True, max_batch_rows=64)
+    model_server = devserver.ModelServer.from_base_path(base, batching=True, max_batch_rows=64)
     results: dict[int, tuple[int, dict]] = {}
     bodies = {i: json.dumps({"instances": [rows[i]]}).encode() for i in range(len(rows))}
     bodies[-1] = json.dumps({"instances": [_with(rows[0], times_list="x")]}).encode()
@@ -304,20 +307,35 @@ def test_batching_merges_concurrent_requests_and_isolates_a_bad_one(
 
 
 def test_serve_main_explains_a_missing_model(tmp_path, capsys):
-    assert serve.main(["--model-base-path", str(tmp_path / "nothing")]) == 2
+    assert devserver.main(["--model-base-path", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     os.makedirs(tmp_path / "feseq")
-    assert serve.main(["--model-base-path", str(tmp_path / "feseq")]) == 2
+    assert devserver.main(["--model-base-path", str(tmp_path / "feseq")]) == 2
     assert "No version directory" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("module", ["export.devserver", "export.serve"])
+def test_both_server_commands_run_the_command_line(tmp_path, module):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    missing = str(tmp_path / "nothing")
+    out = subprocess.run(
+        [sys.executable, "-m", module, "--model-base-path", missing],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: Model base path {missing} does not exist."
+
+
 def test_signatures_are_called_flat_with_the_same_results(tiny_exported_model, rows):
-    servable = serve.ServableVersion("feseq", 1, tiny_exported_model)
+    servable = devserver.ServableVersion("feseq", 1, tiny_exported_model)
     for signature in servable.signatures.values():
         assert sorted(signature.flat_order) == sorted(signature.inputs)
-        arrays = servable._row_format(signature, rows, 100)
-        flat = servable._run(signature, arrays)
-        keyword = servable._run(dataclasses.replace(signature, flat_order=None), arrays)
+        arrays = protocol.row_arrays(signature, rows, 100)
+        flat = servable.call(signature, arrays)
+        keyword = servable.call(dataclasses.replace(signature, flat_order=None), arrays)
         assert set(flat) == set(keyword) == set(signature.outputs)
         for name in flat:
             np.testing.assert_array_equal(flat[name], keyword[name])
@@ -325,15 +343,15 @@ def test_signatures_are_called_flat_with_the_same_results(tiny_exported_model, r
 
 def test_flat_columns_take_the_fast_path_and_keep_the_checks():
     spec = tf.TensorSpec([None], tf.int64)
-    np.testing.assert_array_equal(serve._to_array("n", [1, 2], spec), np.array([1, 2]))
-    strings = serve._to_array("s", ["a", "é"], tf.TensorSpec(None, tf.string))
+    np.testing.assert_array_equal(protocol.to_array("n", [1, 2], spec), np.array([1, 2]))
+    strings = protocol.to_array("s", ["a", "é"], tf.TensorSpec(None, tf.string))
     assert strings.dtype == object and list(strings) == [b"a", "é".encode()]
-    with pytest.raises(serve.RequestError, match="out of the range of int64"):
-        serve._to_array("n", [2**70], spec)
-    with pytest.raises(serve.RequestError, match="takes integers, got a boolean"):
-        serve._to_array("n", [1, True], spec)
-    with pytest.raises(serve.RequestError, match="must have shape"):
-        serve._to_array("n", [1, 2], tf.TensorSpec([3], tf.int64))
+    with pytest.raises(protocol.RequestError, match="out of the range of int64"):
+        protocol.to_array("n", [2**70], spec)
+    with pytest.raises(protocol.RequestError, match="takes integers, got a boolean"):
+        protocol.to_array("n", [1, True], spec)
+    with pytest.raises(protocol.RequestError, match="must have shape"):
+        protocol.to_array("n", [1, 2], tf.TensorSpec([3], tf.int64))
 
 
 def _fake_batcher(expected: int, timeout_s: float, threads: int = 1):
@@ -343,9 +361,9 @@ def _fake_batcher(expected: int, timeout_s: float, threads: int = 1):
         calls.append(len(arrays["x"]))
         return {"y": arrays["x"] * 2}
 
-    batcher = serve._Batcher(run, max_rows=64, num_threads=threads, timeout_s=timeout_s)
+    batcher = batching.Batcher(run, max_rows=64, num_threads=threads, timeout_s=timeout_s)
     batcher.expected_requests = lambda: expected
-    signature = serve._Signature("s", None, {}, ["y"])
+    signature = protocol.Signature("s", None, {}, ["y"])
     return batcher, signature, calls
 
 
@@ -389,8 +407,8 @@ def test_batcher_merges_small_requests_behind_a_running_call_and_runs_big_ones_b
             state["now"] -= 1
         return {"y": arrays["x"]}
 
-    signature = serve._Signature("s", None, {}, ["y"])
-    batcher = serve._Batcher(run, max_rows=512, num_threads=2, parallel_rows=64)
+    signature = protocol.Signature("s", None, {}, ["y"])
+    batcher = batching.Batcher(run, max_rows=512, num_threads=2, parallel_rows=64)
     try:
         _send_staggered(batcher, signature, 4, gap_s=0.05)  # 1 runs; 3 arrive meanwhile
         assert state["calls"] == [1, 3] and state["most"] == 1
@@ -429,7 +447,7 @@ def test_batcher_wait_is_bounded_and_one_client_never_waits():
 
 def test_http_layer_counts_open_connections(tiny_exported_model, rows):
     base = os.path.dirname(tiny_exported_model)
-    with serve.BackgroundServer(base, "feseq", batching=True) as server:
+    with devserver.BackgroundServer(base, "feseq", batching=True) as server:
         parsed = urllib.parse.urlparse(server.url)
         conns = [http.client.HTTPConnection(parsed.hostname, parsed.port) for _ in range(2)]
         try:
@@ -449,13 +467,13 @@ def test_http_layer_counts_open_connections(tiny_exported_model, rows):
 
 
 def test_serve_parser_takes_the_batching_and_thread_options():
-    args = serve.build_parser().parse_args(
+    args = devserver.build_parser().parse_args(
         ["--model-base-path", "m", "--enable-batching", "--batch-timeout-micros", "0"]
         + ["--intra-op-threads", "1", "--inter-op-threads", "2"]
     )
     assert (args.batch_timeout_micros, args.intra_op_threads, args.inter_op_threads) == (0, 1, 2)
-    default = serve.build_parser().parse_args(["--model-base-path", "m"])
-    assert default.batch_timeout_micros == serve.DEFAULT_BATCH_TIMEOUT_MICROS
+    default = devserver.build_parser().parse_args(["--model-base-path", "m"])
+    assert default.batch_timeout_micros == devserver.DEFAULT_BATCH_TIMEOUT_MICROS
 
 
 def test_benchmark_client_speaks_http_to_the_server(server, rows):

@@ -1,0 +1,65 @@
+"""A development server that answers TensorFlow Serving's REST API for a SavedModel.
+
+Production serves the exported model with TensorFlow Serving (``tensorflow/serving``
+Docker image or ``tensorflow_model_server``; see ``export/serving/README.md``). This
+package is a small stand-in for machines where TF Serving cannot be installed: it loads
+the latest version under a model base path and answers, with TF Serving's URLs and
+JSON shapes,
+
+* ``GET  /v1/models/<name>[/versions/<v>]``: model status;
+* ``GET  /v1/models/<name>[/versions/<v>]/metadata``: the signature defs;
+* ``POST /v1/models/<name>[/versions/<v>]:predict``: row (``"instances"``) or columnar
+  (``"inputs"``) requests, ``{"predictions": ...}`` / ``{"outputs": ...}`` replies.
+
+Errors are ``{"error": "<message>"}`` with HTTP 400 for a bad request (malformed JSON,
+an empty body, a missing or unknown input, a value of the wrong JSON type, a body over
+``--max-request-bytes`` or a batch over ``--max-batch-size``) and 404 for an unknown
+model, version or URL. ``--enable-batching`` merges concurrent requests into one model
+call (as TF Serving's ``--enable_batching`` does; a call waits up to
+``--batch-timeout-micros`` for the requests of the other open connections). It does not
+poll for new versions or speak gRPC.
+
+Command line::
+
+    python -m export.devserver --model-base-path EXPORT_DIR/feseq [--port 8501]
+        [--enable-batching] [--intra-op-threads 1]
+
+(``python -m export.serve`` is the same command.) Modules, one job each:
+:mod:`~export.devserver.protocol` (request and reply JSON, errors),
+:mod:`~export.devserver.servable` (loading a version, calling its signatures),
+:mod:`~export.devserver.batching` (merging concurrent requests),
+:mod:`~export.devserver.routing` (the REST URLs), :mod:`~export.devserver.http_server`
+(the HTTP transport, a background server) and :mod:`~export.devserver.cli`.
+TensorFlow is imported only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+from export.devserver.batching import DEFAULT_BATCH_TIMEOUT_MICROS
+from export.devserver.cli import build_parser, main
+from export.devserver.http_server import (
+    DEFAULT_PORT,
+    BackgroundServer,
+    make_http_server,
+    running_server,
+)
+from export.devserver.protocol import DEFAULT_SIGNATURE, RequestError
+from export.devserver.routing import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES, ModelServer
+from export.devserver.servable import ServableVersion, latest_version
+
+__all__ = [
+    "DEFAULT_BATCH_TIMEOUT_MICROS",
+    "DEFAULT_MAX_BATCH_SIZE",
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_PORT",
+    "DEFAULT_SIGNATURE",
+    "BackgroundServer",
+    "ModelServer",
+    "RequestError",
+    "ServableVersion",
+    "build_parser",
+    "latest_version",
+    "main",
+    "make_http_server",
+    "running_server",
+]
