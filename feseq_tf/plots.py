@@ -1,7 +1,7 @@
 """The attention heatmaps as matplotlib figures and PNG files (paper Figs. 5-8).
 
 The same labelled matrices the TensorBoard plugin draws, for papers and notebooks:
-from :func:`feseq_tf.callbacks.attention_matrices` (computed from a model) or from
+from :func:`feseq_tf.explain.attention_matrices` (computed from a model) or from
 :func:`feseq_tf.tensorboard_plugin.reader.read_matrices` (read from training logs).
 
 Example:

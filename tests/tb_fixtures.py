@@ -58,8 +58,9 @@ class TinyRun:
 def make_tiny_run(root: str, *, rows: int = 3000, epochs: int = 2, seed: int = 2024) -> TinyRun:
     """Generates a synthetic dataset under ``root`` and trains a tiny FESeq on it."""
     from feseq_tf import training
-    from feseq_tf.callbacks import SUMMARY_SUBDIR, AttentionSummaries, input_field_names
+    from feseq_tf.callbacks import SUMMARY_SUBDIR, AttentionSummaries
     from feseq_tf.config import preset
+    from feseq_tf.explain import input_field_names
     from feseq_tf.models.feseq import FESeq
     from feseq_tf.schema import DatasetSpec
     from pipelines import synthetic

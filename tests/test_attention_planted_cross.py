@@ -66,8 +66,8 @@ def _train_and_correlate(data: str, run_dir: str, cross: np.ndarray | None, plan
     best validation AUC, the planted cross of the probe rows).
     """
     from feseq_tf import training
-    from feseq_tf.callbacks import input_field_names, probe_batch
     from feseq_tf.config import preset
+    from feseq_tf.explain import input_field_names, probe_batch
     from feseq_tf.models.feseq import FESeq
     from feseq_tf.schema import DatasetSpec
 

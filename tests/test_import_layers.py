@@ -18,7 +18,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Command-line programs over the whole product: they prepare data, train and export.
-ENTRY_POINTS = ("feseq_tf/train.py", "feseq_tf/benchmark.py", "feseq_tf/tune.py")
+ENTRY_POINTS = ("feseq_tf/train.py", "feseq_tf/benchmark.py", "feseq_tf/tune/cli.py")
 
 
 def _sources(package: str) -> list[str]:
