@@ -7,9 +7,10 @@ import json
 import os
 from typing import Any
 
-POOLING_TYPES = ("attention", "mean", "target")
-ATTENTION_TYPES = ("bilinear", "dot", "din")
-TIME_COMBINE = ("concat", "add")
+from feseq_tf.distribute import STRATEGIES
+from feseq_tf.options import ATTENTION_TYPES, POOLING_TYPES, TIME_COMBINE
+from feseq_tf.strict import check_keys, strict_from_dict
+
 MIXED_PRECISION = ("off", "bfloat16", "float16", "auto")
 #: Models of ``feseq_tf.models.registry`` (FESeq first, then the baselines, then
 #: logistic regression).
@@ -138,6 +139,13 @@ class TrainConfig:
         mixed_precision: str. ``"off"``, ``"bfloat16"``, ``"float16"`` or ``"auto"``.
         seed: int. Seeds Python, NumPy and TensorFlow; same seed, same metrics.
         shuffle_buffer: int. Example shuffle buffer of the training input.
+        strategy: str. ``tf.distribute`` strategy: ``"auto"`` (several workers when
+            ``TF_CONFIG`` names a cluster, mirrored over several GPUs, else one device),
+            ``"default"``, ``"mirrored"`` or ``"multi_worker"``.
+        batch_size_scope: str. Whether ``batch_size`` is the ``"global"`` batch (split
+            over the replicas) or the batch ``"per_replica"`` (global = it x replicas).
+        scale_learning_rate: bool. Multiply the learning rate by the number of replicas
+            (the linear scaling rule); off by default, so the rate stays as configured.
     """
 
     learning_rate: float = 1e-3
@@ -149,6 +157,9 @@ class TrainConfig:
     mixed_precision: str = "off"
     seed: int = 2024
     shuffle_buffer: int = 100_000
+    strategy: str = "auto"
+    batch_size_scope: str = "global"
+    scale_learning_rate: bool = False
 
     def __post_init__(self) -> None:
         if not self.learning_rate > 0:
@@ -157,6 +168,10 @@ class TrainConfig:
             _check_positive(name, getattr(self, name))
         _check_choice("jit_compile", self.jit_compile, ("auto", "on", "off"))
         _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("batch_size_scope", self.batch_size_scope, ("global", "per_replica"))
+        if not isinstance(self.scale_learning_rate, bool):
+            raise ValueError(f"scale_learning_rate must be true or false, got {self.scale_learning_rate!r}.")
 
 
 @dataclasses.dataclass
@@ -180,15 +195,10 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:
-        unknown = sorted(set(d) - {"dataset", "model", "train", "model_name"})
-        if unknown:
-            raise ValueError(f"Unknown keys in experiment config: {unknown}.")
-        return cls(
-            dataset=d.get("dataset", "synthetic"),
-            model=_from_dict(ModelConfig, d.get("model", {}), "model"),
-            train=_from_dict(TrainConfig, d.get("train", {}), "train"),
-            model_name=d.get("model_name", "feseq"),
-        )
+        check_keys(cls, d, where="experiment config")
+        model = strict_from_dict(ModelConfig, d.get("model", {}), where="model config")
+        train = strict_from_dict(TrainConfig, d.get("train", {}), where="train config")
+        return cls(**{**d, "model": model, "train": train})
 
     def override(self, d: dict[str, Any]) -> ExperimentConfig:
         """A copy with the keys of ``d`` (same nesting as :meth:`to_dict`) replaced."""
@@ -203,14 +213,6 @@ class ExperimentConfig:
     def save(self, path: str) -> None:
         with open(path, "w") as fh:
             json.dump(self.to_dict(), fh, indent=2)
-
-
-def _from_dict(cls: type, d: dict[str, Any], where: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"Unknown keys in {where} config: {unknown}. Known: {sorted(known)}.")
-    return cls(**d)
 
 
 def load_config_file(path: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -41,6 +42,19 @@ def _model_dtypes(spec: DatasetSpec) -> dict[str, tf.DType]:
     out[spec.time_hist_name] = tf.int64
     out["hist_len"] = tf.int32
     return out
+
+
+def _parser(spec: DatasetSpec):
+    """Batch of serialized examples -> (features in the model's dtypes, label)."""
+    parse_spec = spec.tfrecord_features(with_label=True)
+    dtypes = _model_dtypes(spec)
+
+    def parse(serialized: tf.Tensor):
+        parsed = tf.io.parse_example(serialized, parse_spec)
+        features = {name: tf.cast(parsed[name], dtype) for name, dtype in dtypes.items()}
+        return features, parsed[spec.label]
+
+    return parse
 
 
 def make_dataset(
@@ -81,10 +95,6 @@ def make_dataset(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     spec = spec or DatasetSpec.load(dataset_dir)
     files = split_files(dataset_dir, split)
-    parse_spec = spec.tfrecord_features(with_label=True)
-    dtypes = _model_dtypes(spec)
-    label = spec.label
-
     ds = tf.data.Dataset.from_tensor_slices(files)
     if training:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -98,12 +108,7 @@ def make_dataset(
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
-    def parse(serialized: tf.Tensor):
-        parsed = tf.io.parse_example(serialized, parse_spec)
-        features = {name: tf.cast(parsed[name], dtype) for name, dtype in dtypes.items()}
-        return features, parsed[label]
-
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(_parser(spec), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     n = spec.split_sizes.get(split)
     if n and not repeat:  # a known length gives Keras a real progress bar
         batches = n // batch_size if drop_remainder else -(-n // batch_size)
@@ -113,6 +118,112 @@ def make_dataset(
     if repeat:
         ds = ds.repeat()
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_seed(seed: int, epoch):
+    """The shuffle seed of one epoch: a function of ``(seed, epoch)`` only.
+
+    Works on Python ints and on int64 tensors (inside a tf.data graph), so the data order
+    of epoch ``k`` does not depend on how many epochs this process has already run.
+    """
+    return seed * 1_000_003 + epoch
+
+
+def make_training_stream(
+    dataset_dir: str,
+    batch_size: int,
+    *,
+    spec: DatasetSpec | None = None,
+    seed: int = 0,
+    start_epoch: int = 0,
+    shuffle_buffer: int = 100_000,
+    shard_index: int = 0,
+    shard_count: int = 1,
+) -> tf.data.Dataset:
+    """Endless training batches, epoch after epoch, each epoch's order keyed to (seed, epoch).
+
+    Epoch ``e`` shuffles the shard files and then the examples with
+    :func:`epoch_seed` ``(seed, e)`` and batches its examples on their own (its last,
+    partial batch is kept), so a run resumed at epoch ``k`` (``start_epoch=k``) sees
+    exactly the batches an uninterrupted run sees from epoch ``k`` on. Train it with
+    ``steps_per_epoch = ceil(examples / batch_size)`` (see :func:`steps_per_epoch`).
+
+    Args:
+        dataset_dir: str. A prepared dataset directory.
+        batch_size: int. Examples per batch (per input pipeline).
+        spec: DatasetSpec. Defaults to the directory's ``dataset_spec.json``.
+        seed: int. The run's seed.
+        start_epoch: int. The first epoch of the stream (the epoch a resumed run restarts).
+        shuffle_buffer: int. Example shuffle buffer size.
+        shard_index, shard_count: int. Read only the training files ``shard_index``,
+            ``shard_index + shard_count``, ... (one input pipeline of several workers).
+            With fewer files than pipelines it shards by example; see :func:`shard_files`.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(features, label)`` batches like :func:`make_dataset`.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0:
+        raise ValueError(f"start_epoch must be a non-negative integer, got {start_epoch!r}.")
+    spec = spec or DatasetSpec.load(dataset_dir)
+    files, by_example = shard_files(split_files(dataset_dir, "train"), shard_index, shard_count)
+    parse = _parser(spec)
+    file_tensor = tf.constant(files)
+    n_files = len(files)
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        key = epoch_seed(tf.constant(seed, tf.int64), epoch)
+        ds = tf.data.Dataset.from_tensor_slices(file_tensor).shuffle(n_files, seed=key)
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(n_files, 4),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if by_example:  # the same order on every worker, so the shares are disjoint
+            ds = ds.shard(shard_count, shard_index)
+        return ds.shuffle(shuffle_buffer, seed=key).batch(batch_size)
+
+    ds = tf.data.Dataset.range(start_epoch, 2**62).flat_map(one_epoch)
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def shard_files(files: list[str], shard_index: int, shard_count: int) -> tuple[list[str], bool]:
+    """The files of input pipeline ``shard_index`` of ``shard_count``, and whether to shard by example.
+
+    With at least ``shard_count`` files each pipeline reads every ``shard_count``-th file
+    (the ``AutoShardPolicy.FILE`` layout). With fewer, every pipeline reads all files and
+    keeps every ``shard_count``-th example (``DATA``): correct but each worker reads the
+    whole split, so a warning says to write more shards.
+    """
+    if isinstance(shard_count, bool) or not isinstance(shard_count, int) or shard_count < 1:
+        raise ValueError(f"shard_count must be a positive integer, got {shard_count!r}.")
+    if isinstance(shard_index, bool) or not isinstance(shard_index, int) or not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index must be in [0, {shard_count}), got {shard_index!r}.")
+    if shard_count == 1:
+        return list(files), False
+    if len(files) >= shard_count:
+        return list(files[shard_index::shard_count]), False
+    warnings.warn(
+        f"{len(files)} training file(s) for {shard_count} input pipelines: every worker reads "
+        "all files and keeps its share of the examples. Prepare the dataset with at least as "
+        "many shards as workers (--num-shards) so each worker reads only its own files.",
+        stacklevel=2,
+    )
+    return list(files), True
+
+
+def steps_per_epoch(examples: int, batch_size: int) -> int:
+    """Batches in one epoch of :func:`make_training_stream` (the last one partial)."""
+    return -(-examples // batch_size)
+
+
+def count_examples(dataset_dir: str, split: str) -> int:
+    """Examples of a split: from the spec when it records them, else counted once."""
+    spec = DatasetSpec.load(dataset_dir)
+    n = spec.split_sizes.get(split)
+    if n:
+        return int(n)
+    ds = tf.data.TFRecordDataset(split_files(dataset_dir, split))
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda c, _: c + 1).numpy())
 
 
 def read_columns(

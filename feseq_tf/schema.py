@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from feseq_tf import raw_format
+from feseq_tf.strict import check_keys, strict_from_dict
 
 ROLES = ("user", "context", "item")
 TYPES = ("categorical", "numeric")
@@ -263,20 +264,12 @@ class DatasetSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DatasetSpec:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Unknown keys in dataset spec: {unknown}.")
-        if "fields" not in d or "max_len" not in d or "name" not in d:
-            raise ValueError("A dataset spec needs 'name', 'fields' and 'max_len'.")
-        fields = []
-        field_keys = {f.name for f in dataclasses.fields(FieldSpec)}
-        for i, fd in enumerate(d["fields"]):
-            bad = sorted(set(fd) - field_keys)
-            if bad:
-                raise ValueError(f"Field #{i} ({fd.get('name')!r}): unknown keys {bad}.")
-            fields.append(FieldSpec(**fd))
-        return cls(**{**d, "fields": tuple(fields)})
+        check_keys(cls, d, where="dataset spec")
+        fields = tuple(
+            strict_from_dict(FieldSpec, fd, where=f"field #{i} of the dataset spec")
+            for i, fd in enumerate(d["fields"])
+        )
+        return cls(**{**d, "fields": fields})
 
     def save(self, directory: str) -> str:
         path = os.path.join(directory, SPEC_FILE)

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -65,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-jit", dest="jit", action="store_const", const="off",
                    help="do not compile with XLA")
     p.add_argument("--mixed-precision", choices=("off", "bfloat16", "float16", "auto"))
+    p.add_argument("--strategy", choices=("auto", "default", "mirrored", "multi_worker"),
+                   help="tf.distribute strategy (default auto: several workers when TF_CONFIG "
+                        "names a cluster, mirrored over several GPUs, else one device)")
+    p.add_argument("--scale-learning-rate", dest="scale_learning_rate", action="store_const",
+                   const=True, help="multiply the learning rate by the number of replicas")
     p.add_argument("--seed", type=int)
     p.add_argument("--deterministic", action="store_true",
                    help="enable TensorFlow op determinism (bit-identical reruns; slower)")
@@ -185,6 +191,7 @@ def _config_from_args(
     flag_map = {
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "jit_compile": args.jit, "mixed_precision": args.mixed_precision, "seed": args.seed,
+        "strategy": args.strategy, "scale_learning_rate": args.scale_learning_rate,
     }
     overrides["train"].update({k: v for k, v in flag_map.items() if v is not None})
     return resolve_config(
@@ -311,10 +318,29 @@ def run(
         raise UsageError(f"{dataset_dir} is not a prepared dataset directory (no {SPEC_FILE}).")
     if isinstance(attention_every, bool) or not isinstance(attention_every, int) or attention_every < 1:
         raise UsageError(f"attention_every must be a positive integer, got {attention_every!r}.")
-    out = output_dir
-    if overwrite and os.path.isdir(out):
-        shutil.rmtree(out)
-    os.makedirs(out, exist_ok=True)
+    from feseq_tf import distribute
+
+    # A multi-worker strategy must exist before TensorFlow runs anything in the process.
+    strategy = distribute.make_strategy(config.train.strategy)
+    chief = distribute.is_chief()
+    if overwrite and chief and os.path.isdir(output_dir):
+        shutil.rmtree(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    # The chief writes the run directory; other workers write to a temporary one.
+    out = output_dir if chief else tempfile.mkdtemp(prefix="feseq-worker-")
+    try:
+        return _run(config, dataset_dir, output_dir, out, strategy, chief,
+                    attention_summaries=attention_summaries, attention_every=attention_every,
+                    export=export, export_dir=export_dir, deterministic=deterministic,
+                    callbacks=callbacks, verbose=verbose)
+    finally:
+        if not chief:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def _run(config, dataset_dir, shared_dir, out, strategy, chief, *, attention_summaries,
+         attention_every, export, export_dir, deterministic, callbacks, verbose) -> dict[str, Any]:
+    """:func:`run` once the strategy exists: ``out`` is this process's directory."""
     config.save(os.path.join(out, "config.json"))
 
     import keras
@@ -334,19 +360,22 @@ def run(
         shutil.copytree(os.path.join(dataset_dir, "vocab"), os.path.join(out, "vocab"), dirs_exist_ok=True)
     print(
         f"dataset {dataset_name} at {dataset_dir}: {spec.split_sizes}; "
-        f"precision {policy}, XLA {'on' if jit else 'off'}",
+        f"precision {policy}, XLA {'on' if jit else 'off'}; "
+        f"{type(strategy).__name__} over {strategy.num_replicas_in_sync} replica(s)"
+        + ("" if chief else " (worker: writes nothing)"),
         flush=True,
     )
 
     start = time.time()
     try:
         model_name = config.model_name
-        model = build_model(model_name, spec, config.model, name=model_name)
+        with strategy.scope():
+            model = build_model(model_name, spec, config.model, name=model_name)
         print(f"model {model_name}: {model.count_params():,} parameters", flush=True)
         extra = list(callbacks or [])
         if attention_summaries and not hasattr(model, "attention_model"):
             print(f"note: no attention summaries for {model_name} (FESeq only)", flush=True)
-        elif attention_summaries:
+        elif attention_summaries and chief:
             from feseq_tf.callbacks import SUMMARY_SUBDIR, AttentionSummaries
 
             extra.append(AttentionSummaries.from_dataset(
@@ -354,8 +383,13 @@ def run(
                 every=attention_every,
             ))
         result = training.fit(
-            model, dataset_dir, out, config, jit=jit, verbose=verbose, extra_callbacks=extra
+            model, dataset_dir, out, config, jit=jit, verbose=verbose, extra_callbacks=extra,
+            strategy=strategy, shared_dir=shared_dir, write=chief,
         )
+        if not chief:  # the chief evaluates, saves and exports; wait for it to finish
+            training.barrier(strategy)
+            return {"model": model_name, "chief": False, "history": result["history"],
+                    "best_epoch": result["best_epoch"], "replicas": result["replicas"]}
         eval_spec = model.spec
         test = training.evaluate_split(model, dataset_dir, "test", config.train.eval_batch_size, eval_spec)
         valid = training.evaluate_split(model, dataset_dir, "valid", config.train.eval_batch_size, eval_spec)
@@ -384,12 +418,16 @@ def run(
         "precision": policy,
         "jit_compile": jit,
         "jit_compile_effective": result["jit_compile_effective"],
+        "strategy": type(strategy).__name__,
+        "replicas": result["replicas"],
+        "global_batch_size": result["global_batch_size"],
         "parameters": int(model.count_params()),
         "seconds": round(time.time() - start, 1),
         "export_path": export_path,
     }
     with open(os.path.join(out, "metrics.json"), "w") as fh:
         json.dump(metrics, fh, indent=2)
+    training.barrier(strategy)  # other workers exit only now (no "task crashed" reports)
     line = f"test: AUC {test['auc']:.5f}  gAUC {test.get('gauc', float('nan')):.5f}  logloss {test['logloss']:.5f}"
     if "captured_lift" in test:
         line += f"  oracle AUC {test['oracle_auc']:.5f}  captured lift {test['captured_lift']:.3f}"

@@ -21,7 +21,10 @@ import tensorflow as tf
 
 from feseq_tf import metrics as metrics_lib
 from feseq_tf.config import ExperimentConfig, TrainConfig
-from feseq_tf.data import make_dataset, read_columns
+from feseq_tf.data import (
+    count_examples, epoch_seed, make_dataset, make_training_stream, read_columns,
+    steps_per_epoch,
+)
 from feseq_tf.schema import GROUP_KEY, ORACLE_KEY, DatasetSpec
 
 BEST_WEIGHTS = "best.weights.h5"
@@ -86,7 +89,24 @@ def predict_split(
     # A model built without feedback does not take the dataset's feedback columns.
     spec = (spec or DatasetSpec.load(dataset_dir)).model_view(getattr(model, "spec", None))
     ds = make_dataset(dataset_dir, split, batch_size, spec=spec).map(lambda x, y: x)
-    return np.asarray(model.predict(ds, verbose=0), dtype=np.float64).reshape(-1)
+    if not _multi_worker(model):
+        return np.asarray(model.predict(ds, verbose=0), dtype=np.float64).reshape(-1)
+    # Under several workers model.predict would split the split among them; every worker
+    # scores all of it here instead (no collective ops), so each sees the exact metric.
+    forward = tf.function(lambda x: model(x, training=False))
+    parts = [np.asarray(forward(x), dtype=np.float64).reshape(-1) for x in ds]
+    return np.concatenate(parts) if parts else np.zeros((0,))
+
+
+def _multi_worker(model: keras.Model) -> bool:
+    return is_multi_worker(getattr(model, "_distribute_strategy", None))
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy | None) -> bool:
+    """Whether ``strategy`` spans several worker processes."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        strategy.extended._in_multi_worker_mode()
+    )
 
 
 def evaluate_split(
@@ -109,19 +129,27 @@ class ExactValidation(keras.callbacks.Callback):
 
     Writes ``val_auc``, ``val_gauc`` and ``val_logloss`` into the epoch logs (so later
     callbacks such as TensorBoard see them), saves the best weights to
-    ``<output_dir>/best.weights.h5`` and its state to ``train_state.json``; on resume
-    after a kill it reloads that state. Stops after ``patience`` epochs without
-    improvement.
+    ``<output_dir>/best.weights.h5`` and its state to ``train_state.json``; a run resumed
+    at epoch ``start_epoch`` reloads that state (the epochs before it). Stops after
+    ``patience`` epochs without improvement.
+
+    With ``write=False`` (a worker that is not the chief) it writes nothing: it keeps its
+    best weights in memory and reads the chief's state from ``output_dir`` on resume. Under
+    several workers every worker scores the whole validation split and the workers agree
+    on the mean of their AUCs (equal up to float noise), so they stop at the same epoch.
     """
 
     def __init__(self, dataset_dir: str, output_dir: str, batch_size: int, patience: int,
-                 resume: bool = False, spec: DatasetSpec | None = None):
+                 resume: bool = False, spec: DatasetSpec | None = None, *,
+                 start_epoch: int = 0, write: bool = True):
         super().__init__()
         self.dataset_dir = dataset_dir
         self.output_dir = output_dir
         self.batch_size = batch_size
         self.patience = patience
         self.resume = resume
+        self.start_epoch = start_epoch
+        self.write = write
         self.spec = spec or DatasetSpec.load(dataset_dir)
         self._cols = read_columns(dataset_dir, "valid", spec=self.spec)
         self.best_auc = -np.inf
@@ -129,6 +157,7 @@ class ExactValidation(keras.callbacks.Callback):
         self.wait = 0
         self.history: list[dict[str, float]] = []
         self.stopped_early = False
+        self._best_in_memory: list[np.ndarray] | None = None
 
     @property
     def state_path(self) -> str:
@@ -142,10 +171,18 @@ class ExactValidation(keras.callbacks.Callback):
         if self.resume and os.path.exists(self.state_path):
             with open(self.state_path) as fh:
                 state = json.load(fh)
-            self.best_auc = state["best_auc"]
-            self.best_epoch = state["best_epoch"]
-            self.wait = state["wait"]
-            self.history = state["history"]
+            # Epochs after the backup (killed before it was written) are run again.
+            self.history = [h for h in state["history"] if h["epoch"] <= self.start_epoch]
+            for h in self.history:
+                self._record(h["epoch"] - 1, h["val_auc"])
+
+    def _record(self, epoch: int, auc: float) -> bool:
+        improved = auc > self.best_auc
+        if improved:
+            self.best_auc, self.best_epoch, self.wait = auc, epoch, 0
+        else:
+            self.wait += 1
+        return improved
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -154,15 +191,17 @@ class ExactValidation(keras.callbacks.Callback):
         m = metrics_lib.evaluate_predictions(
             self._cols[self.spec.label], probs, groups=self._cols[GROUP_KEY]
         )
+        if _multi_worker(self.model):
+            m = _mean_across_workers(self.model._distribute_strategy, m)
         logs["val_auc"] = m["auc"]
         logs["val_gauc"] = m["gauc"]
         logs["val_logloss"] = m["logloss"]
-        improved = m["auc"] > self.best_auc
+        improved = self._record(epoch, m["auc"])
         if improved:
-            self.best_auc, self.best_epoch, self.wait = m["auc"], epoch, 0
-            self.model.save_weights(self.weights_path)
-        else:
-            self.wait += 1
+            if self.write:
+                self.model.save_weights(self.weights_path)
+            else:
+                self._best_in_memory = self.model.get_weights()
         self.history.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
         print(
             f"epoch {epoch + 1}: val_auc={m['auc']:.5f} val_gauc={m['gauc']:.5f} "
@@ -170,26 +209,128 @@ class ExactValidation(keras.callbacks.Callback):
             + (" *best*" if improved else f" (best {self.best_auc:.5f} at epoch {self.best_epoch + 1})"),
             flush=True,
         )
-        tmp = self.state_path + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(
-                {"best_auc": self.best_auc, "best_epoch": self.best_epoch, "wait": self.wait,
-                 "history": self.history},
-                fh,
-            )
-        os.replace(tmp, self.state_path)
+        if self.write:
+            tmp = self.state_path + ".tmp"
+            with open(tmp, "w") as fh:
+                json.dump(
+                    {"best_auc": self.best_auc, "best_epoch": self.best_epoch, "wait": self.wait,
+                     "history": self.history},
+                    fh,
+                )
+            os.replace(tmp, self.state_path)
         if self.wait >= self.patience:
             print(f"early stopping: no improvement for {self.wait} epochs", flush=True)
             self.stopped_early = True
             self.model.stop_training = True
 
+    def restore_best(self) -> None:
+        """Load the best epoch's weights into the model (if an epoch improved)."""
+        if self._best_in_memory is not None:
+            self.model.set_weights(self._best_in_memory)
+        elif os.path.exists(self.weights_path):  # the chief's file, written before any resume
+            self.model.load_weights(self.weights_path)
 
-def compile_model(model: keras.Model, train: TrainConfig, jit: bool) -> None:
+
+def _mean_across_workers(strategy: tf.distribute.Strategy, values: dict[str, float]) -> dict[str, float]:
+    """The means of Python floats over all replicas of all workers (one collective op)."""
+    keys = sorted(values)
+    mean = _collective_mean(strategy)(tf.constant([values[k] for k in keys], tf.float64))
+    return {k: float(v) for k, v in zip(keys, mean.numpy())}
+
+
+_COLLECTIVE_MEANS: dict[int, Any] = {}
+
+
+def _collective_mean(strategy: tf.distribute.Strategy) -> Any:
+    """A compiled mean-over-replicas of a vector, one per strategy (also a barrier)."""
+    key = id(strategy)
+    if key not in _COLLECTIVE_MEANS:
+        @tf.function
+        def mean(vector):
+            return strategy.reduce("MEAN", strategy.run(tf.identity, args=(vector,)), axis=None)
+
+        _COLLECTIVE_MEANS[key] = mean
+    return _COLLECTIVE_MEANS[key]
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Wait until every worker gets here (multi-worker only; a no-op otherwise)."""
+    if is_multi_worker(strategy):
+        _collective_mean(strategy)(tf.zeros([1], tf.float64))
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Keys the state of every random generator of the model to (seed, epoch).
+
+    Keras' dropout draws come from ``SeedGenerator`` states, which weight checkpoints do
+    not hold; setting them at the start of each epoch from the run's seed and the epoch
+    makes a run resumed at epoch ``k`` draw exactly what an uninterrupted run draws.
+    """
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        states = [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+        for i, state in enumerate(states):
+            key = epoch_seed(self.seed, epoch) * 7919 + i
+            state.assign(np.array([key % (2**31 - 1), 0], dtype=state.dtype))
+
+
+class _Backup(keras.callbacks.BackupAndRestore):
+    """Keras' ``BackupAndRestore``; only the chief writes (and finally deletes) the backup.
+
+    Every worker restores from the same shared directory, so a restarted cluster resumes
+    at one epoch.
+    """
+
+    def __init__(self, backup_dir: str, *, write: bool):
+        super().__init__(backup_dir)
+        self.write = write
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.write:
+            super().on_epoch_end(epoch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.write:
+            super().on_train_batch_end(batch, logs)
+
+    def on_train_end(self, logs=None):
+        if self.write:
+            super().on_train_end(logs)
+
+
+def backup_epoch(backup_dir: str) -> int:
+    """Epochs a backup in ``backup_dir`` has completed (0 without one)."""
+    path = os.path.join(backup_dir, "training_metadata.json")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as fh:
+        return int(json.load(fh)["epoch"])
+
+
+def compile_model(model: keras.Model, train: TrainConfig, jit: bool, *, replicas: int = 1) -> None:
+    """Adam and binary cross-entropy; with ``train.scale_learning_rate`` the rate x replicas."""
+    rate = train.learning_rate * (replicas if train.scale_learning_rate else 1)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=train.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate=rate),
         loss=keras.losses.BinaryCrossentropy(),
         jit_compile=jit,
     )
+
+
+def global_batch_size(train: TrainConfig, replicas: int) -> int:
+    """Examples per step over all replicas (``batch_size`` is global or per replica)."""
+    if train.batch_size_scope == "per_replica":
+        return train.batch_size * replicas
+    if train.batch_size % replicas:
+        raise ValueError(
+            f"batch_size {train.batch_size} (global) does not split evenly over {replicas} "
+            "replicas; choose a multiple, or set train.batch_size_scope=per_replica."
+        )
+    return train.batch_size
 
 
 def fit(
@@ -201,48 +342,82 @@ def fit(
     jit: bool,
     verbose: Any = None,
     extra_callbacks: list[keras.callbacks.Callback] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    shared_dir: str | None = None,
+    write: bool = True,
 ) -> dict[str, Any]:
     """Train with early stopping on exact validation AUC; restore the best weights.
+
+    The model must have been built in ``strategy``'s scope (the default strategy when
+    None). Each epoch's data order and dropout draws are keyed to (seed, epoch), so a
+    run killed and started again resumes from its last epoch backup and, with op
+    determinism, ends exactly like an uninterrupted run.
+
+    Args:
+        shared_dir: str or None. Where the backup, best weights and validation state
+            live (the chief's output directory; shared by all workers). Defaults to
+            ``output_dir``.
+        write: bool. Whether this process writes them (the chief).
 
     Returns a dict with the per-epoch history, the best epoch and the training
     throughput (samples/s over the epochs run in this process).
     """
     train = config.train
+    strategy = strategy or tf.distribute.get_strategy()
+    shared_dir = shared_dir or output_dir
     spec = model.spec if hasattr(model, "spec") else DatasetSpec.load(dataset_dir)
     os.makedirs(output_dir, exist_ok=True)
-    backup_dir = os.path.join(output_dir, "backup")
+    backup_dir = os.path.join(shared_dir, "backup")
+    start_epoch = backup_epoch(backup_dir)
     resume = os.path.isdir(backup_dir)
     if resume:
-        print(f"resuming from {backup_dir}", flush=True)
-    compile_model(model, train, jit)
+        print(f"resuming from {backup_dir} after epoch {start_epoch}", flush=True)
+    replicas = strategy.num_replicas_in_sync
+    batch = global_batch_size(train, replicas)
+    with strategy.scope():
+        compile_model(model, train, jit, replicas=replicas)
 
-    train_ds = make_dataset(
-        dataset_dir, "train", train.batch_size, training=True, spec=spec,
-        seed=train.seed, shuffle_buffer=train.shuffle_buffer,
-    )
-    validation = ExactValidation(dataset_dir, output_dir, train.eval_batch_size, train.patience,
-                                 resume=resume, spec=spec)
+    steps = steps_per_epoch(count_examples(dataset_dir, "train"), batch)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        def per_worker(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            return make_training_stream(
+                dataset_dir, context.get_per_replica_batch_size(batch), spec=spec,
+                seed=train.seed, start_epoch=start_epoch, shuffle_buffer=train.shuffle_buffer,
+                shard_index=context.input_pipeline_id, shard_count=context.num_input_pipelines,
+            )
+
+        train_ds = strategy.distribute_datasets_from_function(per_worker)
+    else:
+        train_ds = make_training_stream(
+            dataset_dir, batch, spec=spec, seed=train.seed, start_epoch=start_epoch,
+            shuffle_buffer=train.shuffle_buffer,
+        )
+    validation = ExactValidation(dataset_dir, shared_dir, train.eval_batch_size, train.patience,
+                                 resume=resume, spec=spec, start_epoch=start_epoch, write=write)
     timer = _Throughput()
-    callbacks = [
-        keras.callbacks.BackupAndRestore(backup_dir),
-        timer,
-        validation,
-        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),
-    ] + list(extra_callbacks or [])
+    # Validation state is written before the backup: a kill between the two re-runs the
+    # epoch, and the resumed validation drops what it had recorded for it.
+    callbacks = [EpochSeeds(train.seed), timer, validation, _Backup(backup_dir, write=write)]
+    if write:
+        callbacks.append(
+            keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False))
+    callbacks += list(extra_callbacks or [])
     if verbose is None:  # a progress bar on a terminal, one line per epoch in logs
         verbose = 1 if sys.stdout.isatty() else 2
-    # The input is shuffled by make_dataset (keyed by the seed); shuffle=False keeps
-    # Keras from warning that it cannot shuffle a tf.data.Dataset itself.
-    model.fit(train_ds, epochs=train.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
-    if os.path.exists(validation.weights_path):
-        model.load_weights(validation.weights_path)
+    # The input is shuffled by make_training_stream (keyed by seed and epoch);
+    # shuffle=False keeps Keras from warning that it cannot shuffle a tf.data.Dataset.
+    model.fit(train_ds, epochs=train.epochs, steps_per_epoch=steps, callbacks=callbacks,
+              verbose=verbose, shuffle=False)
+    validation.restore_best()
     return {
         "history": validation.history,
         "best_epoch": validation.best_epoch + 1,
         "best_val_auc": float(validation.best_auc),
         "stopped_early": bool(validation.stopped_early),
-        "train_samples_per_s": timer.samples_per_second(train.batch_size),
+        "train_samples_per_s": timer.samples_per_second(batch),
         "jit_compile_effective": bool(getattr(model, "jit_compile", False)),
+        "replicas": replicas,
+        "global_batch_size": batch,
     }
 
 

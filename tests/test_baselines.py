@@ -13,8 +13,8 @@ from keras import ops
 from keras_rs.layers import DotInteraction
 
 from feseq_tf import testing
+from feseq_tf.layers import DINAttention, FactorizationMachine, PositionalAttention
 from feseq_tf.models import MODELS, FESeq, LogisticRegression, build_model
-from feseq_tf.models.baseline_layers import DINAttention, FactorizationMachine, PositionalAttention
 from feseq_tf.models.baselines import BASELINES, DCNv2
 from tests.test_model_feseq import L, randomize_weights, tiny_batch, tiny_config, tiny_spec
 

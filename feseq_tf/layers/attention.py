@@ -1,4 +1,5 @@
-"""Multi-head self-attention laid out for CPU/GPU throughput."""
+"""Scaled dot-product attention: the core shared by every attention layer, and
+multi-head self-attention laid out for CPU/GPU throughput."""
 
 from __future__ import annotations
 
@@ -9,6 +10,53 @@ import keras
 from keras import ops
 
 from feseq_tf.layers.initializers import clone_initializer
+
+
+def scaled_dot_product_attention(
+    query: Any,
+    key: Any,
+    value: Any,
+    softmax: keras.layers.Softmax,
+    dropout: keras.layers.Dropout,
+    mask: Any = None,
+    training: bool | None = None,
+) -> tuple[Any, Any]:
+    """`softmax(Q K^T / sqrt(d)) V` over a batch of heads (paper eq. 2 and 6).
+
+    The calling layer owns the softmax (float32 under mixed precision, so the
+    weights are computed in float32 and cast back) and the dropout on the weights,
+    so that both are tracked and serialized with it. Masked keys get weight 0
+    through Keras' masked softmax (no large negative constants).
+
+    Args:
+        query: float tensor `[N, Tq, d]` (N = batch x heads), `d` known.
+        key: float tensor `[N, Tk, d]`.
+        value: float tensor `[N, Tk, dv]`.
+        softmax: `keras.layers.Softmax(axis=-1)` of the calling layer.
+        dropout: `keras.layers.Dropout` of the calling layer, on the weights.
+        mask: bool tensor `[N, Tq, Tk]` (True = the query may attend to the key)
+            or None. Every query row should keep at least one key.
+        training: bool. Dropout is active only when true.
+
+    Returns:
+        `(attended [N, Tq, dv], scores [N, Tq, Tk])`: the scores before dropout,
+        rows summing to 1, in the dtype of `value`.
+
+    Example:
+        >>> q = np.ones((2, 3, 4), "float32")
+        >>> out, scores = scaled_dot_product_attention(
+        ...     q, q, q, keras.layers.Softmax(), keras.layers.Dropout(0.0))
+        >>> out.shape, scores.shape
+        ((2, 3, 4), (2, 3, 3))
+    """
+    depth = query.shape[-1]
+    if depth is None:
+        raise ValueError(f"The last axis of `query` must be known, got shape {query.shape}.")
+    query = query * ops.cast(1.0 / math.sqrt(depth), query.dtype)
+    logits = ops.matmul(query, ops.transpose(key, (0, 2, 1)))  # [N, Tq, Tk]
+    scores = ops.cast(softmax(logits, mask=mask), value.dtype)
+    attended = ops.matmul(dropout(scores, training=training), value)  # [N, Tq, dv]
+    return attended, scores
 
 
 @keras.saving.register_keras_serializable(package="feseq_tf")
@@ -102,15 +150,13 @@ class MaskedSelfAttention(keras.layers.Layer):
         qkv = self._qkv(ops.reshape(inputs, (-1, D)))  # [B*T, 3D]
         qkv = ops.transpose(ops.reshape(qkv, (batch, steps, 3, H, dh)), (2, 0, 3, 1, 4))
         qkv = ops.reshape(qkv, (3, batch * H, steps, dh))
-        query, key, value = qkv[0], qkv[1], qkv[2]
-        query = query * ops.cast(1.0 / math.sqrt(dh), query.dtype)
-        logits = ops.matmul(query, ops.transpose(key, (0, 2, 1)))  # [B*H, T, T]
         mask = None
         if attention_mask is not None:
             mask = ops.broadcast_to(ops.cast(attention_mask, "bool")[:, None], (batch, H, steps, steps))
             mask = ops.reshape(mask, (batch * H, steps, steps))
-        scores = ops.cast(self._softmax(logits, mask=mask), value.dtype)
-        attended = ops.matmul(self._dropout(scores, training=training), value)  # [B*H, T, dh]
+        attended, scores = scaled_dot_product_attention(  # [B*H, T, dh], [B*H, T, T]
+            qkv[0], qkv[1], qkv[2], self._softmax, self._dropout, mask, training
+        )
         attended = ops.transpose(ops.reshape(attended, (batch, H, steps, dh)), (0, 2, 1, 3))
         outputs = ops.reshape(self._output(ops.reshape(attended, (-1, D))), (batch, steps, D))
         if return_attention_scores:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
 from keras import ops
 
+from feseq_tf.layers.attention import scaled_dot_product_attention
 from feseq_tf.layers.initializers import clone_initializer
 
 
@@ -151,14 +151,14 @@ class AutoIntLayer(keras.layers.Layer):
             y = ops.transpose(ops.reshape(y, (-1, fields, n, h)), (0, 2, 1, 3))
             return ops.reshape(y, (-1, fields, h))
 
-        query = heads(self._query_kernel)
-        key = heads(self._key_kernel)
-        value = heads(self._value_kernel)
-        query = query * ops.cast(1.0 / math.sqrt(h), query.dtype)
-        logits = ops.matmul(query, ops.transpose(key, (0, 2, 1)))  # [N*n, F, F]
-        scores = ops.cast(self._softmax(logits), value.dtype)  # float32 softmax
-        weights = self._attention_dropout(scores, training=training)
-        attended = ops.matmul(weights, value)  # [N*n, F, h]
+        attended, scores = scaled_dot_product_attention(  # [N*n, F, h], [N*n, F, F]
+            heads(self._query_kernel),
+            heads(self._key_kernel),
+            heads(self._value_kernel),
+            self._softmax,
+            self._attention_dropout,
+            training=training,
+        )
         if n > 1:
             attended = ops.transpose(ops.reshape(attended, (-1, n, fields, h)), (0, 2, 1, 3))
         outputs = ops.reshape(attended, tuple(lead) + (fields, self._units))

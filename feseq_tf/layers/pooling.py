@@ -8,9 +8,10 @@ from typing import Any
 import keras
 from keras import ops
 
+from feseq_tf.layers.din import DINActivationUnit
 from feseq_tf.layers.initializers import clone_initializer
+from feseq_tf.options import ATTENTION_TYPES
 
-ATTENTION_TYPES = ("bilinear", "dot", "din")
 _REQUIREMENTS = {
     "hidden_units": "a positive integer",
     "output_units": "None or a positive integer",
@@ -22,88 +23,6 @@ _REQUIREMENTS = {
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-@keras.saving.register_keras_serializable(package="feseq_tf")
-class Dice(keras.layers.Layer):
-    """Data-adaptive activation of DIN.
-
-        p(x) = sigmoid((x - E[x]) / sqrt(Var[x] + eps))
-        Dice(x) = p(x) * x + (1 - p(x)) * alpha * x
-
-    with batch statistics in training and moving averages in inference (a
-    `BatchNormalization` without scale and offset), and `alpha` learned per
-    channel.
-
-    Args:
-        epsilon: float. eps above. Defaults to 1e-8.
-        momentum: float. Momentum of the moving statistics. Defaults to 0.99.
-        alpha_initializer: str or initializer. Defaults to `"zeros"`.
-        **kwargs: Base layer keyword arguments.
-
-    Call arguments:
-        inputs: float tensor `[..., C]`.
-        training: bool. Batch statistics when true, moving ones otherwise.
-
-    Returns:
-        Tensor of the shape of `inputs`.
-
-    Example:
-        >>> Dice()(np.ones((4, 8), "float32")).shape
-        (4, 8)
-
-    References:
-        - Zhou et al., Deep Interest Network, KDD 2018.
-    """
-
-    def __init__(
-        self,
-        epsilon: float = 1e-8,
-        momentum: float = 0.99,
-        alpha_initializer: Any = "zeros",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if not epsilon > 0:
-            raise ValueError(f"`epsilon` must be > 0, got epsilon={epsilon!r}.")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"`momentum` must be in [0, 1), got momentum={momentum!r}.")
-        self.epsilon = epsilon
-        self.momentum = momentum
-        self.alpha_initializer = keras.initializers.get(alpha_initializer)
-
-    def build(self, input_shape: tuple) -> None:
-        self._norm = keras.layers.BatchNormalization(
-            momentum=self.momentum,
-            epsilon=self.epsilon,
-            center=False,
-            scale=False,
-            name="batch_norm",
-            dtype=self.dtype_policy,
-        )
-        self._norm.build(input_shape)
-        self.alpha = self.add_weight(
-            name="alpha", shape=(input_shape[-1],), initializer=self.alpha_initializer
-        )
-
-    def call(self, inputs: Any, training: bool | None = None) -> Any:
-        p = ops.sigmoid(self._norm(inputs, training=training))
-        alpha = ops.cast(self.alpha, inputs.dtype)
-        return p * inputs + (1.0 - p) * alpha * inputs
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return input_shape
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            {
-                "epsilon": self.epsilon,
-                "momentum": self.momentum,
-                "alpha_initializer": keras.initializers.serialize(self.alpha_initializer),
-            }
-        )
-        return config
 
 
 class _SequencePooling(keras.layers.Layer):
@@ -145,7 +64,8 @@ class BilinearAttentionPooling(_SequencePooling):
     PReLU and dropout commute (dropout scales by 0 or 1/(1-rate) >= 0 and PReLU
     is positively homogeneous), so their order is immaterial. `attention`
     selects g: `"bilinear"` (eq. 12), `"dot"` (`q . K_t`, scaled likewise) or
-    `"din"` (an MLP with Dice on `[q, K_t, q - K_t, q * K_t]`, never scaled).
+    `"din"` (:class:`DINActivationUnit`, an MLP with Dice on
+    `[q, K_t, q - K_t, q * K_t]`, never scaled).
     The softmax runs in float32 under mixed precision. Padded positions get
     weight 0; a fully padded row pools to `PReLU(b_o)`.
 
@@ -264,15 +184,15 @@ class BilinearAttentionPooling(_SequencePooling):
                 h, "bilinear", q_hidden, use_bias=False, kernel_initializer=init
             )
         elif self.attention == "din":
-            self._din = []
-            shape = keys_shape[:-1] + (4 * h,)
-            for i, units in enumerate(self.din_units):
-                dice = Dice(name=f"din_dice_{i}", dtype=self.dtype_policy)
-                self._din.append(self._dense(units, f"din_dense_{i}", shape))
-                shape = shape[:-1] + (units,)
-                dice.build(shape)
-                self._din.append(dice)
-            self._din.append(self._dense(1, "din_score", shape))
+            self._din_unit = DINActivationUnit(
+                self.din_units,
+                kernel_initializer=self.kernel_initializer,
+                seed=self.seed,
+                sublayer_prefix="din_",
+                name="din",
+                dtype=self.dtype_policy,
+            )
+            self._din_unit.build(q_hidden, k_hidden)
         self._softmax = keras.layers.Softmax(axis=-1, name="softmax", dtype="float32")
         out_shape = (keys_shape[0], self._units(keys_shape))
         self._output = self._dense(out_shape[-1], "output", query_shape[:-1] + (h,))
@@ -283,11 +203,7 @@ class BilinearAttentionPooling(_SequencePooling):
         k = self._key_act(self._dropout(self._key(keys), training=training))
         v = self._value_act(self._dropout(self._value(keys), training=training))
         if self.attention == "din":
-            qt = ops.broadcast_to(q[:, None, :], ops.shape(k))
-            x = ops.concatenate([qt, k, qt - k, qt * k], axis=-1)
-            for layer in self._din:
-                x = layer(x, training=training) if isinstance(layer, Dice) else layer(x)
-            logits = ops.squeeze(x, axis=-1)
+            logits = self._din_unit(q, k, training=training)
         else:
             if self.attention == "bilinear":
                 q = self._bilinear(q)  # q^T W
@@ -298,6 +214,14 @@ class BilinearAttentionPooling(_SequencePooling):
         weights = ops.cast(self._softmax(logits, mask=mask), v.dtype)  # [B, T], 0 on padding
         pooled = self._output_act(self._output(ops.einsum("bt,bth->bh", weights, v)))
         return (pooled, weights) if return_attention_scores else pooled
+
+    @property
+    def _din(self) -> list[keras.layers.Layer]:
+        # Saved weights address a layer by attribute path, private attributes in
+        # name order: this list, walked before `_din_unit`, keeps the DIN unit's
+        # weights where `.keras` files written before the unit existed have them.
+        unit = getattr(self, "_din_unit", None)
+        return [] if unit is None else unit.mlp_layers()
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -9,8 +9,8 @@ from keras import ops
 
 from feseq_tf.layers.attention import MaskedSelfAttention
 from feseq_tf.layers.initializers import clone_initializer
+from feseq_tf.options import TIME_COMBINE
 
-COMBINE_MODES = ("concat", "add")
 _CONFIG_KEYS = (
     "num_heads max_positions time_clip time_embedding_dim combine use_position use_time causal "
     "num_layers ffn_units dropout layer_norm leaky_relu_alpha attention_dropout seed"
@@ -128,7 +128,7 @@ class TimeAwareTransformer(keras.layers.Layer):
         for name, value in ints.items():
             low = 0 if name == "time_clip" else 1
             _require(_is_int(value, low), name, value, f"an integer >= {low}")
-        _require(combine in COMBINE_MODES, "combine", combine, f"one of {COMBINE_MODES}")
+        _require(combine in TIME_COMBINE, "combine", combine, f"one of {TIME_COMBINE}")
         _require(
             _is_int(max_positions, 1) or not use_position, "max_positions", max_positions, "> 0"
         )

@@ -1,8 +1,10 @@
-"""FESeq, the baseline models and logistic regression; importing the package registers
-all of them for ``.keras`` loading."""
+"""Model builders: FESeq, the baseline models and logistic regression (their layers
+live in :mod:`feseq_tf.layers`); importing the package registers all of them for
+``.keras`` loading."""
 
 from feseq_tf.models.baselines import BST, DIN, DMR, AutoInt, DCNv2, DeepFM
-from feseq_tf.models.feseq import FESeq, build_inputs
+from feseq_tf.models.common import build_inputs
+from feseq_tf.models.feseq import FESeq
 from feseq_tf.models.linear import LogisticRegression
 from feseq_tf.models.registry import MODELS, build_model
 

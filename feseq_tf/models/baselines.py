@@ -1,6 +1,6 @@
 """Baseline CTR models on FESeq's inputs: DeepFM, AutoInt, DCNv2, DIN, BST and DMR.
 
-Every baseline is a functional ``keras.Model`` on :func:`feseq_tf.models.feseq.build_inputs`
+Every baseline is a functional ``keras.Model`` on :func:`feseq_tf.models.common.build_inputs`
 (so the same input pipeline, evaluation and serving export work for it), with FESeq's
 embeddings (one :class:`FieldEmbedding` / :class:`NumericEmbedding` table per field,
 shared by the target value and the history, ``embedding_dim``, ``embedding_l2``,
@@ -57,18 +57,23 @@ import keras_rs
 from keras import ops
 
 from feseq_tf.config import ModelConfig
-from feseq_tf.layers import AutoIntLayer, TimeAwareTransformer
-from feseq_tf.models.baseline_layers import DINAttention, FactorizationMachine, PositionalAttention
+from feseq_tf.layers import (
+    AutoIntLayer,
+    DINAttention,
+    FactorizationMachine,
+    PositionalAttention,
+    SequenceFeatures,
+    TimeAwareTransformer,
+)
 from feseq_tf.models.common import (
     SpecModel,
+    build_inputs,
     embedding_tables,
     model_spec_and_config,
     output_mlp,
 )
-from feseq_tf.models.feseq import SequenceFeatures, build_inputs
+from feseq_tf.options import DCN_STRUCTURES
 from feseq_tf.schema import HIST_LEN, DatasetSpec, FieldSpec
-
-DCN_STRUCTURES = ("stacked", "parallel")
 
 
 # ---- shared parts ----------------------------------------------------------------------------

@@ -38,7 +38,9 @@ from feseq_tf.layers import (
     AutoIntLayer,
     BilinearAttentionPooling,
     HistoryMatch,
+    LogisticOutput,
     MeanPooling,
+    SequenceFeatures,
     TargetPooling,
     TimeAwareTransformer,
 )
@@ -49,7 +51,7 @@ from feseq_tf.models.common import (
     model_spec_and_config,
     output_mlp,
 )
-from feseq_tf.models.linear import LogisticOutput, one_hot_tables, one_hot_terms
+from feseq_tf.models.linear import one_hot_tables, one_hot_terms
 from feseq_tf.schema import HIST_LEN, DatasetSpec
 
 ATTENTION_OUTPUTS = (
@@ -58,56 +60,6 @@ ATTENTION_OUTPUTS = (
     "sequence_attention",
     "pooling_attention",
 )
-
-
-@keras.saving.register_keras_serializable(package="feseq_tf")
-class SequenceFeatures(keras.layers.Layer):
-    """Padding mask and time intervals of the [history..., target] sequence.
-
-    Call arguments:
-        times: int64 [B]. Target timestamp.
-        times_list: int64 [B, L]. History timestamps, left-padded.
-        hist_len: int32 [B]. Number of real history entries.
-
-    Returns:
-        A dict with ``padding_mask`` (bool [B, T], True = real; the target, last, is
-        always real) and ``time_intervals`` (float32 [B, T], (t - t_i) / time_unit,
-        0 for the target). With ``use_history=False``, T = 1 (the target alone).
-    """
-
-    def __init__(self, max_len: int, time_unit: float = 1.0, use_history: bool = True, **kwargs):
-        super().__init__(**kwargs)
-        if max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {max_len}.")
-        if not time_unit > 0:
-            raise ValueError(f"time_unit must be > 0, got {time_unit}.")
-        self.max_len = max_len
-        self.time_unit = float(time_unit)
-        self.use_history = use_history
-
-    def call(self, times, times_list, hist_len):
-        batch = ops.shape(times)[0]
-        if not self.use_history:
-            return {
-                "padding_mask": ops.ones((batch, 1), dtype="bool"),
-                "time_intervals": ops.zeros((batch, 1), dtype="float32"),
-            }
-        L = self.max_len
-        positions = ops.arange(L + 1, dtype="int32")[None, :]
-        first_real = L - ops.cast(hist_len, "int32")[:, None]
-        mask = ops.logical_or(positions >= first_real, positions == L)
-        all_times = ops.concatenate([times_list, times[:, None]], axis=1)
-        delta = ops.cast(times[:, None] - all_times, "float32") / self.time_unit
-        delta = ops.where(mask, ops.maximum(delta, 0.0), ops.zeros_like(delta))
-        return {"padding_mask": mask, "time_intervals": delta}
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "max_len": self.max_len,
-            "time_unit": self.time_unit,
-            "use_history": self.use_history,
-        }
 
 
 def match_fields_of(spec: DatasetSpec, config: ModelConfig) -> tuple:

@@ -1,7 +1,7 @@
 """Logistic regression on one-hot fields: the linear reference model (``--model lr``).
 
 A linear model on the same inputs as FESeq and the baselines
-(:func:`feseq_tf.models.feseq.build_inputs`), trained by the same loop: every table shows
+(:func:`feseq_tf.models.common.build_inputs`), trained by the same loop: every table shows
 what a model without any feature interaction or learned sequence representation reaches.
 """
 
@@ -13,34 +13,10 @@ import keras
 from keras import ops
 
 from feseq_tf.config import ModelConfig
-from feseq_tf.layers import FieldEmbedding, NumericEmbedding
+from feseq_tf.layers import FieldEmbedding, LogisticOutput, NumericEmbedding
 from feseq_tf.layers.initializers import clone_initializer
 from feseq_tf.models.common import SpecModel, build_inputs, model_spec_and_config
 from feseq_tf.schema import HIST_LEN, DatasetSpec, FieldSpec
-
-
-@keras.saving.register_keras_serializable(package="feseq_tf")
-class LogisticOutput(keras.layers.Layer):
-    """Adds a learned bias to a logit and applies the sigmoid: ``sigmoid(z + b)``.
-
-    Args:
-        **kwargs: Base layer keyword arguments (``name``...).
-
-    Call arguments:
-        inputs: float tensor [B, 1]. The logit without bias.
-
-    Returns:
-        float32 [B, 1]: the probability.
-    """
-
-    def build(self, input_shape: tuple) -> None:
-        self.bias = self.add_weight(name="bias", shape=(1,), initializer="zeros")
-
-    def call(self, inputs: Any) -> Any:
-        return ops.sigmoid(ops.cast(inputs, "float32") + ops.cast(self.bias, "float32"))
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return tuple(input_shape)
 
 
 def weight_table(field: FieldSpec, config: ModelConfig, prefix: str) -> keras.layers.Layer:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from feseq_tf import testing
-from feseq_tf.layers import MaskedSelfAttention
+from feseq_tf.layers import MaskedSelfAttention, scaled_dot_product_attention
 
 
 def _x(b=2, t=5, d=8, seed=0):
@@ -83,3 +83,38 @@ def test_bad_arguments_raise():
         MaskedSelfAttention(num_heads=2, dropout=1.5)
     with pytest.raises(ValueError, match="must divide"):
         MaskedSelfAttention(num_heads=3)(_x())
+
+
+def _core(query, key, value, mask=None):
+    return scaled_dot_product_attention(
+        query, key, value, keras.layers.Softmax(dtype="float32"), keras.layers.Dropout(0.0), mask
+    )
+
+
+def test_core_matches_hand_computed_softmax_of_scaled_scores():
+    # d = 4, q = k_0 = 1 and k_1 = 0: logits (4 / 2, 0) = (2, 0).
+    query = np.ones((1, 1, 4), "float32")
+    key = np.array([[[1.0] * 4, [0.0] * 4]], "float32")
+    value = np.array([[[1.0], [3.0]]], "float32")
+    attended, scores = _core(query, key, value)
+    w0 = 1.0 / (1.0 + np.exp(-2.0))
+    np.testing.assert_allclose(scores, [[[w0, 1 - w0]]], rtol=1e-6)
+    np.testing.assert_allclose(attended, [[[w0 + 3 * (1 - w0)]]], rtol=1e-6)
+
+
+def test_core_gives_masked_keys_zero_weight():
+    x = _x(3, 4, 2)
+    mask = np.ones((3, 4, 4), bool)
+    mask[:, :, 0] = False
+    attended, scores = _core(x, x, x, mask)
+    assert np.all(np.asarray(scores)[..., 0] == 0)
+    np.testing.assert_allclose(np.sum(scores, -1), 1.0, rtol=1e-6)
+    y = x.copy()
+    y[:, 0] = 100.0  # a masked key's value and key do not matter to any query
+    np.testing.assert_allclose(_core(x, y, y, mask)[0], attended, rtol=1e-5)
+
+
+def test_core_needs_a_known_depth():
+    query = keras.KerasTensor((2, 3, None))
+    with pytest.raises(ValueError, match="last axis of `query`"):
+        _core(query, query, query)

@@ -1,7 +1,7 @@
-"""Layers of the baseline models: FM term, DIN activation unit, DMR attention.
+"""Layers of the baseline models: FM term, DIN attention pooling, DMR attention.
 
-The baselines' other parts come from :mod:`feseq_tf.layers` (embeddings, AutoInt,
-Transformer, Dice) and from keras-rs (``FeatureCross``).
+The baselines' other parts come from the rest of :mod:`feseq_tf.layers` (embeddings,
+AutoInt, Transformer, the DIN activation unit) and from keras-rs (``FeatureCross``).
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ from typing import Any
 import keras
 from keras import ops
 
-from feseq_tf.layers import Dice
+from feseq_tf.layers.din import DINActivationUnit, hidden_units_of, positive_ints
 from feseq_tf.layers.initializers import clone_initializer
 
 
-def _positive_ints(value: Any) -> bool:
-    return bool(value) and all(
-        isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in value
-    )
+def _pooled_spec(layer: keras.layers.Layer, keys: Any, per_position: bool) -> Any:
+    """Output spec of a pooling over keys `[B, L, D]`: `[B, D]`, with `[B, L]` if asked."""
+    pooled = keras.KerasTensor((keys.shape[0], keys.shape[-1]), dtype=layer.compute_dtype)
+    if not per_position:
+        return pooled
+    return pooled, keras.KerasTensor(tuple(keys.shape[:2]), dtype=layer.compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package="feseq_tf")
@@ -60,9 +62,9 @@ class FactorizationMachine(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="feseq_tf")
 class DINAttention(keras.layers.Layer):
-    """DIN's local activation unit: target attention without softmax normalisation.
+    """DIN's attention pooling: target attention without softmax normalisation.
 
-        a_t = MLP_Dice([q, k_t, q - k_t, q * k_t])      (a scalar per position)
+        a_t = MLP_Dice([q, k_t, q - k_t, q * k_t])      (:class:`DINActivationUnit`)
         u   = sum_t m_t a_t k_t                           (m_t = 1 on real positions)
 
     As in DIN (section 4.3) the weights are not normalised, so that `u` keeps the
@@ -102,51 +104,32 @@ class DINAttention(keras.layers.Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        hidden_units = tuple(hidden_units)
-        if not _positive_ints(hidden_units):
-            raise ValueError(
-                "`hidden_units` must be a non-empty sequence of positive integers, "
-                f"got hidden_units={hidden_units!r}."
-            )
+        hidden_units = hidden_units_of(hidden_units)
         self.hidden_units = hidden_units
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, query_shape, keys_shape, padding_mask_shape=None) -> None:
-        query_shape, keys_shape = tuple(query_shape), tuple(keys_shape)
-        if len(keys_shape) != 3 or len(query_shape) != 2 or query_shape[-1] != keys_shape[-1]:
-            raise ValueError(
-                "Expected query [B, D] and keys [B, L, D], "
-                f"got query_shape={query_shape}, keys_shape={keys_shape}."
-            )
-        common = {"dtype": self.dtype_policy}
-        shape = keys_shape[:-1] + (4 * keys_shape[-1],)
-        self._mlp: list[keras.layers.Layer] = []
-        for i, units in enumerate(self.hidden_units):
-            dense = keras.layers.Dense(
-                units,
-                kernel_initializer=clone_initializer(self.kernel_initializer, f"dense_{i}"),
-                name=f"dense_{i}",
-                **common,
-            )
-            dense.build(shape)
-            shape = shape[:-1] + (units,)
-            dice = Dice(name=f"dice_{i}", **common)
-            dice.build(shape)
-            self._mlp += [dense, dice]
-        self._score = keras.layers.Dense(
-            1,
-            kernel_initializer=clone_initializer(self.kernel_initializer, "score"),
-            name="score",
-            **common,
+        self._unit = DINActivationUnit(
+            self.hidden_units,
+            kernel_initializer=self.kernel_initializer,
+            name="activation_unit",
+            dtype=self.dtype_policy,
         )
-        self._score.build(shape)
+        self._unit.build(query_shape, keys_shape)
+
+    # Saved weights address a layer by attribute path, private attributes in name
+    # order: these two, walked before `_unit`, keep the unit's weights where `.keras`
+    # files written before the unit existed have them.
+    @property
+    def _mlp(self) -> list[keras.layers.Layer]:
+        return self._unit.mlp_layers()[:-1]
+
+    @property
+    def _score(self) -> keras.layers.Layer:
+        return self._unit.mlp_layers()[-1]
 
     def call(self, query, keys, padding_mask=None, training=None, return_attention_scores=False):
-        q = ops.broadcast_to(ops.expand_dims(query, 1), ops.shape(keys))
-        x = ops.concatenate([q, keys, q - keys, q * keys], axis=-1)
-        for layer in self._mlp:
-            x = layer(x, training=training) if isinstance(layer, Dice) else layer(x)
-        weights = ops.squeeze(self._score(x), axis=-1)  # [B, L]
+        weights = self._unit(query, keys, training=training)  # [B, L]
         if padding_mask is not None:
             weights = weights * ops.cast(padding_mask, weights.dtype)
         pooled = ops.einsum("bl,bld->bd", weights, keys)
@@ -155,10 +138,7 @@ class DINAttention(keras.layers.Layer):
     def compute_output_spec(
         self, query, keys, padding_mask=None, training=None, return_attention_scores=False
     ):
-        pooled = keras.KerasTensor((keys.shape[0], keys.shape[-1]), dtype=self.compute_dtype)
-        if not return_attention_scores:
-            return pooled
-        return pooled, keras.KerasTensor(tuple(keys.shape[:2]), dtype=self.compute_dtype)
+        return _pooled_spec(self, keys, return_attention_scores)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -226,7 +206,7 @@ class PositionalAttention(keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         for name, value in (("units", units), ("max_len", max_len), ("position_dim", position_dim)):
-            if not _positive_ints((value,)):
+            if not positive_ints((value,)):
                 raise ValueError(f"`{name}` must be a positive integer, got {name}={value!r}.")
         self.units = units
         self.max_len = max_len
@@ -285,10 +265,7 @@ class PositionalAttention(keras.layers.Layer):
         return pooled, logits
 
     def compute_output_spec(self, keys, padding_mask=None, query=None, return_logits=False):
-        pooled = keras.KerasTensor((keys.shape[0], keys.shape[-1]), dtype=self.compute_dtype)
-        if not return_logits:
-            return pooled
-        return pooled, keras.KerasTensor(tuple(keys.shape[:2]), dtype=self.compute_dtype)
+        return _pooled_spec(self, keys, return_logits)
 
     def get_config(self) -> dict:
         config = super().get_config()
