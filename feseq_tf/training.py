@@ -25,6 +25,7 @@ from feseq_tf.data import (
     count_examples, epoch_seed, make_dataset, make_training_stream, read_columns,
     steps_per_epoch,
 )
+from feseq_tf.optimizers import DeduplicatedAdam
 from feseq_tf.schema import GROUP_KEY, ORACLE_KEY, DatasetSpec
 
 BEST_WEIGHTS = "best.weights.h5"
@@ -312,10 +313,15 @@ def backup_epoch(backup_dir: str) -> int:
 
 
 def compile_model(model: keras.Model, train: TrainConfig, jit: bool, *, replicas: int = 1) -> None:
-    """Adam and binary cross-entropy; with ``train.scale_learning_rate`` the rate x replicas."""
+    """Adam and binary cross-entropy; with ``train.scale_learning_rate`` the rate x replicas.
+
+    Adam is :class:`feseq_tf.optimizers.DeduplicatedAdam`: Keras' Adam with the repeated
+    rows of embedding gradients summed first, so an update does not depend on how often a
+    row repeats in a batch or on how the batch is split over replicas.
+    """
     rate = train.learning_rate * (replicas if train.scale_learning_rate else 1)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=rate),
+        optimizer=DeduplicatedAdam(learning_rate=rate),
         loss=keras.losses.BinaryCrossentropy(),
         jit_compile=jit,
     )

@@ -1,0 +1,50 @@
+"""DeduplicatedAdam: Adam on the dense gradient, whatever the repeats of a sparse one."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from feseq_tf.optimizers import DeduplicatedAdam, deduplicate
+
+
+def _step(optimizer_cls, ids, scale):
+    emb = keras.layers.Embedding(4, 2, embeddings_initializer="zeros")
+    emb.build((None,))
+    with tf.GradientTape() as tape:
+        loss = scale * tf.reduce_sum(emb(tf.constant(ids)) * tf.constant([1.0, -3.0]))
+    grads = tape.gradient(loss, emb.trainable_variables)
+    assert isinstance(grads[0], tf.IndexedSlices)
+    optimizer = optimizer_cls(learning_rate=1e-3)
+    for _ in range(3):
+        optimizer.apply(grads, emb.trainable_variables)
+    return emb.embeddings.numpy()
+
+
+def test_a_row_looked_up_twice_moves_like_one_lookup_with_the_summed_gradient():
+    twice = _step(DeduplicatedAdam, [1, 1, 2], 1.0)
+    once = _step(DeduplicatedAdam, [1, 2], 1.0)
+    np.testing.assert_allclose(twice, once, rtol=1e-5)  # Adam is scale-invariant per row
+    np.testing.assert_allclose(np.abs(twice[1]), [3e-3, 3e-3], rtol=1e-3)  # three steps of lr
+    # Keras' own Adam squares the repeats one by one: sqrt(2) times the step for row 1.
+    plain = _step(keras.optimizers.Adam, [1, 1, 2], 1.0)
+    np.testing.assert_allclose(np.abs(plain[1]) / np.abs(once[1]), np.sqrt(2), rtol=1e-3)
+
+
+def test_deduplicate_sums_repeated_indices_and_keeps_the_dense_value():
+    slices = tf.IndexedSlices(tf.constant([[1.0], [2.0], [5.0]]), tf.constant([3, 0, 3]),
+                              tf.constant([4, 1]))
+    out = deduplicate(slices)
+    assert sorted(out.indices.numpy().tolist()) == [0, 3]
+    np.testing.assert_array_equal(tf.convert_to_tensor(out).numpy(),
+                                  tf.convert_to_tensor(slices).numpy())
+    dense = tf.ones([2, 2])
+    assert deduplicate(dense) is dense
+
+
+def test_deduplicated_adam_round_trips_through_its_config():
+    optimizer = DeduplicatedAdam(learning_rate=0.02, beta_1=0.8)
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    assert type(restored) is DeduplicatedAdam
+    assert restored.get_config() == optimizer.get_config()
