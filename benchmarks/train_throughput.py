@@ -59,7 +59,8 @@ def random_batch(spec, batch_size: int, seed: int = 0):
     return random_features(spec, batch_size, seed), y
 
 
-def run_variant(precision: str, jit: bool, batch_size: int, steps: int, eval_batches: int) -> dict:
+def run_variant(precision: str, jit: bool, batch_size: int, steps: int, eval_batches: int,
+                optimizer: str = "deduplicated_adam") -> dict:
     import keras
     import tensorflow as tf
 
@@ -73,6 +74,11 @@ def run_variant(precision: str, jit: bool, batch_size: int, steps: int, eval_bat
     spec = eleme_shaped_spec()
     model = FESeq(spec, cfg.model)
     compile_model(model, cfg.train, jit)
+    if optimizer == "keras_adam":  # Keras' own Adam, for the cost of deduplicating rows
+        model.compile(optimizer=keras.optimizers.Adam(cfg.train.learning_rate),
+                      loss="binary_crossentropy", jit_compile=jit)
+    elif optimizer != "deduplicated_adam":
+        raise SystemExit(f"unknown optimizer {optimizer!r}: deduplicated_adam or keras_adam")
     x, y = random_batch(spec, batch_size)
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
     model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # compile + warm up
@@ -89,6 +95,7 @@ def run_variant(precision: str, jit: bool, batch_size: int, steps: int, eval_bat
         "precision": precision,
         "jit": jit,
         "jit_effective": bool(model.jit_compile),
+        "optimizer": optimizer,
         "train_samples_per_s": steps * batch_size / train_s,
         "eval_samples_per_s": eval_batches * batch_size / eval_s,
         "parameters": int(model.count_params()),
@@ -102,14 +109,16 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--eval-batches", type=int, default=6)
     p.add_argument("--variants", nargs="+",
                    default=["float32:off", "float32:on", "mixed_bfloat16:off", "mixed_bfloat16:on"],
-                   help="PRECISION:XLA pairs, e.g. mixed_bfloat16:off")
+                   help="PRECISION:XLA[:OPTIMIZER] (optimizer deduplicated_adam, the default, "
+                        "or keras_adam), e.g. mixed_bfloat16:off float32:off:keras_adam")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--_child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args._child:
-        precision, jit = args._child.split(":")
-        res = run_variant(precision, jit == "on", args.batch_size, args.steps, args.eval_batches)
+        precision, jit, *optimizer = args._child.split(":")
+        res = run_variant(precision, jit == "on", args.batch_size, args.steps, args.eval_batches,
+                          *optimizer)
         print("RESULT " + json.dumps(res), flush=True)
         return [res]
 
@@ -131,12 +140,12 @@ def main(argv=None) -> list[dict]:
 
     print()
     print(f"FESeq, Ele.me preset, batch {args.batch_size}, {os.cpu_count()} CPU cores")
-    print(f"{'precision':16s} {'XLA':4s} {'train/s':>9s} {'x authors':>9s} {'%peak':>6s} "
+    print(f"{'precision':16s} {'XLA':4s} {'optimizer':18s} {'train/s':>9s} {'x authors':>9s} {'%peak':>6s} "
           f"{'eval/s':>9s} {'x authors':>9s} {'%peak':>6s}")
     for r in results:
         peak = PEAK_GFLOPS.get(r["precision"], 170.0) * 1e9
         xla = ("on" if r["jit_effective"] else "OFF!") if r["jit"] else "off"
-        print(f"{r['precision']:16s} {xla:4s} {r['train_samples_per_s']:9.0f} "
+        print(f"{r['precision']:16s} {xla:4s} {r['optimizer']:18s} {r['train_samples_per_s']:9.0f} "
               f"{r['train_samples_per_s'] / AUTHORS['train']:9.2f} "
               f"{100 * r['train_samples_per_s'] * TRAIN_FLOP / peak:6.1f} "
               f"{r['eval_samples_per_s']:9.0f} {r['eval_samples_per_s'] / AUTHORS['eval']:9.2f} "

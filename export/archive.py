@@ -119,7 +119,7 @@ def write_saved_model(
     vocabularies = {
         f.name: raw_format.read_vocabulary(os.path.join(vocab_dir, f"{f.name}.txt"))
         for f in spec.fields
-        if f.is_categorical
+        if f.is_categorical and not f.is_hashed
     }
     contract = serving_contract(
         spec,

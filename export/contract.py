@@ -10,7 +10,9 @@ Signatures (both ``tensorflow/serving/predict``):
 Inputs of both signatures (see :func:`serving_input_signature`), B rows:
 
 * a categorical field ``<field>``: string [B], the raw value as it appears in the raw
-  data (``"123"``, ``"dinner"``); unseen, rare and missing values map to the OOV id;
+  data (``"123"``, ``"dinner"``); unseen, rare and missing values map to the OOV id
+  (a field hashed into buckets, ``hash_buckets`` in the contract, hashes every present
+  value, :mod:`feseq_tf.hashing`);
 * a numeric field ``<field>``: float64 [B], the raw number; NaN means missing (scaled
   like the pipeline does: stored as 0.0);
 * the timestamp ``<time_field>`` (``times``): int64 [B];
@@ -98,7 +100,10 @@ def serving_contract(
             kind = "timestamp"
         else:
             kind = spec.field(name).type
-        inputs.append({"name": name, "kind": kind, "dtype": tensor_spec.dtype.name})
+        entry = {"name": name, "kind": kind, "dtype": tensor_spec.dtype.name}
+        if kind == "categorical" and spec.field(name).is_hashed:
+            entry["hash_buckets"] = spec.field(name).hash_buckets
+        inputs.append(entry)
     contract: dict[str, Any] = {
         "format_version": CONTRACT_FORMAT_VERSION,
         "model_name": model_name,

@@ -6,8 +6,9 @@ trimming, number and integer-timestamp patterns, the vocabulary file format) com
 writes them as TensorFlow ops.
 
 Inside the graph: whitespace trimming, vocabulary lookup (the vocabularies travel as
-SavedModel assets), OOV, min-max scaling with the training statistics, truncation and
-left-padding to ``max_len``, ``hist_len``; the model itself computes the time intervals.
+SavedModel assets) or, for a field with ``hash_buckets``, the hash buckets of
+:mod:`feseq_tf.hashing`, OOV, min-max scaling with the training statistics, truncation
+and left-padding to ``max_len``, ``hist_len``; the model itself computes the time intervals.
 The lookups run in the export wrapper, outside the trained Keras model (whose graph
 stays XLA-compilable). The request layout is described in :mod:`export.contract`.
 """
@@ -26,6 +27,7 @@ import tensorflow as tf
 
 from export.contract import request_fields
 from feseq_tf import raw_format
+from feseq_tf.hashing import hashed_ids
 from feseq_tf.raw_format import HISTORY_SEPARATOR, MISSING_TOKENS
 from feseq_tf.schema import HIST_LEN, NUM_RESERVED_IDS, OOV_ID, PAD_ID, DatasetSpec, FieldSpec
 
@@ -100,7 +102,7 @@ class RawFeatureEncoder(tf.Module):
     Args:
         spec: DatasetSpec. Fields, vocabulary sizes, scaling statistics, max_len.
         vocab_dir: str. Directory holding ``<field>.txt`` for every categorical field
-            (one raw value per line, the first has id 2).
+            but the hashed ones (one raw value per line, the first has id 2).
         name: str. Module name. Defaults to ``"raw_feature_encoder"``.
 
     Call arguments:
@@ -129,7 +131,7 @@ class RawFeatureEncoder(tf.Module):
         lines: list[str] = []
         offsets: dict[str, int] = {}
         for f in spec.fields:
-            if not f.is_categorical:
+            if not f.is_categorical or f.is_hashed:  # a hashed field has no vocabulary
                 continue
             if KEY_SEPARATOR in f.name:
                 raise ValueError(f"Field name {f.name!r} must not contain a tab.")
@@ -175,16 +177,24 @@ class RawFeatureEncoder(tf.Module):
 
     # ---- helpers ---------------------------------------------------------------------------
     def _ids(self, fields: Sequence[FieldSpec], which: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
-        """Trimmed raw strings of ``fields[which]`` -> int32 ids (missing, unseen -> OOV)."""
-        if self.table is None:
-            return tf.fill(tf.shape(values), tf.constant(OOV_ID, tf.int32))
-        prefixes = tf.constant([f.name + KEY_SEPARATOR for f in fields])
-        offsets = tf.constant(
-            [self.offsets.get(f.name, 0) - NUM_RESERVED_IDS for f in fields], tf.int64
-        )
-        # Missing-value tokens are never in a vocabulary (checked at construction): OOV.
-        line = self.table.lookup(tf.strings.join([tf.gather(prefixes, which), values]))
-        ids = tf.where(line < 0, tf.constant(OOV_ID, tf.int64), line - tf.gather(offsets, which))
+        """Trimmed raw strings of ``fields[which]`` -> int32 ids (missing, unseen -> OOV;
+        a hashed field's present values -> their hash buckets)."""
+        oov = tf.constant(OOV_ID, tf.int64)
+        ids = tf.fill(tf.shape(values), oov)
+        if self.table is not None:
+            prefixes = tf.constant([f.name + KEY_SEPARATOR for f in fields])
+            offsets = tf.constant(
+                [self.offsets.get(f.name, 0) - NUM_RESERVED_IDS for f in fields], tf.int64
+            )
+            # Missing-value tokens are never in a vocabulary (checked at construction): OOV.
+            line = self.table.lookup(tf.strings.join([tf.gather(prefixes, which), values]))
+            ids = tf.where(line < 0, oov, line - tf.gather(offsets, which))
+        bucket_counts = sorted({f.hash_buckets for f in fields if f.is_hashed})
+        if bucket_counts:  # one hash of the values per distinct bucket count
+            buckets = tf.gather(tf.constant([f.hash_buckets for f in fields], tf.int64), which)
+            for n in bucket_counts:
+                ids = tf.where(tf.equal(buckets, n), hashed_ids(values, n), ids)
+            ids = tf.where((buckets > 0) & _is_missing(values), oov, ids)
         return tf.cast(ids, tf.int32)
 
     @staticmethod

@@ -46,7 +46,7 @@ import sys
 import time
 from typing import Any
 
-from feseq_tf import train
+from feseq_tf import tf_logging, train
 from feseq_tf.config import MODEL_NAMES, ExperimentConfig
 from feseq_tf.schema import DatasetSpec
 
@@ -384,8 +384,8 @@ def plot_auc(rows: list[dict[str, Any]], path: str, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run (or resume) a suite and write its tables; returns the table rows."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ info logs off unless asked for
     args = build_parser().parse_args(argv)
+    tf_logging.import_tensorflow()  # C++ logs: warnings and errors
     variants = select_variants(args.suite, args.models)
     if args.list:
         for v in variants:

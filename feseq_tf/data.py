@@ -205,7 +205,8 @@ def shard_files(files: list[str], shard_index: int, shard_count: int) -> tuple[l
     warnings.warn(
         f"{len(files)} training file(s) for {shard_count} input pipelines: every worker reads "
         "all files and keeps its share of the examples. Prepare the dataset with at least as "
-        "many shards as workers (--num-shards) so each worker reads only its own files.",
+        "many shards as workers (--num-shards, or num_shards in a pipeline spec) so each "
+        "worker reads only its own files.",
         stacklevel=2,
     )
     return list(files), True

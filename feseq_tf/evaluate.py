@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Any
 
+from feseq_tf import tf_logging
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m feseq_tf.evaluate", description=__doc__)
@@ -39,6 +41,7 @@ def load_model(path: str):
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
+    tf_logging.import_tensorflow()  # C++ logs: warnings and errors
     from feseq_tf import training
     from feseq_tf.schema import DatasetSpec
 

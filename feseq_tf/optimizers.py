@@ -21,12 +21,27 @@ import tensorflow as tf
 
 
 def deduplicate(gradient: Any) -> Any:
-    """A ``tf.IndexedSlices`` with each index once (repeats summed); other values as given."""
+    """A ``tf.IndexedSlices`` whose repeated indices are summed into one slice each.
+
+    Static shapes (so it compiles under XLA): the result has as many slices as the
+    input; after sorting, each run of equal indices is summed into its first slice's
+    place and the slices left over point at row 0 with zeros, which adds nothing to any
+    sum or sum of squares. Dense gradients pass through unchanged.
+    """
     if not isinstance(gradient, tf.IndexedSlices):
         return gradient
-    unique, position = tf.unique(gradient.indices)
-    values = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(unique)[0])
-    return tf.IndexedSlices(values, unique, gradient.dense_shape)
+    n = tf.shape(gradient.indices)[0]
+    order = tf.argsort(gradient.indices, stable=True)
+    indices = tf.gather(gradient.indices, order)
+    values = tf.gather(gradient.values, order)
+    first = tf.concat([tf.ones([1], tf.bool), indices[1:] != indices[:-1]], axis=0)
+    segment = tf.cumsum(tf.cast(first, tf.int32)) - 1  # run number of each slice
+    summed = tf.math.unsorted_segment_sum(values, segment, n)
+    runs = tf.reduce_sum(tf.cast(first, tf.int32))
+    unique = tf.where(tf.range(n) < runs,
+                      tf.math.unsorted_segment_max(indices, segment, n),
+                      tf.zeros_like(indices))
+    return tf.IndexedSlices(summed, unique, gradient.dense_shape)
 
 
 @keras.saving.register_keras_serializable(package="feseq_tf")

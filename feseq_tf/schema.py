@@ -4,7 +4,8 @@ A prepared dataset is a directory holding
 
 * ``dataset_spec.json``: this module's :class:`DatasetSpec`;
 * ``vocab/<field>.txt``: one raw value per line for every categorical field, in id order
-  starting at id 2 (id 0 is padding, id 1 is out-of-vocabulary);
+  starting at id 2 (id 0 is padding, id 1 is out-of-vocabulary); a field hashed into
+  buckets (``hash_buckets``, :mod:`feseq_tf.hashing`) has none;
 * ``{train,valid,test}/part-*.tfrecord``: one ``tf.train.Example`` per sample (see
   :meth:`DatasetSpec.tfrecord_features`);
 * ``report.json``: what the pipeline read, dropped and wrote.
@@ -30,6 +31,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from feseq_tf import raw_format
+from feseq_tf.hashing import check_hash_buckets
 from feseq_tf.strict import check_keys, strict_from_dict
 
 ROLES = ("user", "context", "item")
@@ -52,6 +54,8 @@ FEEDBACK_FIELD = "feedback"
 #: (not clicked), "1" id 3 (clicked); a label not known yet has the OOV id 1.
 FEEDBACK_VALUES = ("0", "1")
 FEEDBACK_UNKNOWN_ID = OOV_ID
+#: FieldSpec keys written to dataset_spec.json only where they are set.
+_OPTIONAL_KEYS = ("history_only", "hash_buckets")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +77,9 @@ class FieldSpec:
             history, :data:`FEEDBACK_FIELD`), stored as the unknown id and not asked
             for by the serving signature. Needs ``sequential`` and a role other than
             ``"item"`` (it is no part of the target item). Defaults to False.
+        hash_buckets: int. Categorical only: 0 for a vocabulary field; N >= 1 for a
+            field hashed into N buckets (no vocabulary file; ids by
+            :func:`feseq_tf.hashing.hashed_ids`, ``vocab_size`` = N + 2). Defaults to 0.
     """
 
     name: str
@@ -83,6 +90,7 @@ class FieldSpec:
     min: float = 0.0
     max: float = 1.0
     history_only: bool = False
+    hash_buckets: int = 0
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -97,6 +105,19 @@ class FieldSpec:
             raise ValueError(
                 f"Field {self.name!r}: max ({self.max}) must be >= min ({self.min})."
             )
+        if self.hash_buckets != 0:
+            buckets = check_hash_buckets(self.name, self.hash_buckets)
+            if self.type != "categorical":
+                raise ValueError(
+                    f"Field {self.name!r}: hash_buckets applies to categorical fields only, "
+                    f"got hash_buckets={buckets} on a {self.type} field."
+                )
+            if self.vocab_size != buckets + NUM_RESERVED_IDS:
+                raise ValueError(
+                    f"Field {self.name!r}: a field hashed into {buckets} buckets has "
+                    f"vocab_size {buckets + NUM_RESERVED_IDS} (the buckets plus the "
+                    f"{NUM_RESERVED_IDS} reserved ids), got vocab_size={self.vocab_size}."
+                )
         if self.history_only and (not self.sequential or self.role == "item"):
             raise ValueError(
                 f"Field {self.name!r}: history_only needs sequential=True and a role other "
@@ -110,6 +131,11 @@ class FieldSpec:
     @property
     def hist_name(self) -> str:
         return self.name + HIST_SUFFIX
+
+    @property
+    def is_hashed(self) -> bool:
+        """Whether the field's ids are hash buckets (it has no vocabulary file)."""
+        return self.hash_buckets > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,9 +281,10 @@ class DatasetSpec:
     # ---- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        # history_only is written only where set, so specs without feedback read as before.
+        # history_only and hash_buckets are written only where set, so specs without
+        # them read (and are written) as before.
         d["fields"] = [
-            {k: v for k, v in dataclasses.asdict(f).items() if k != "history_only" or v}
+            {k: v for k, v in dataclasses.asdict(f).items() if k not in _OPTIONAL_KEYS or v}
             for f in self.fields
         ]
         return d

@@ -23,6 +23,7 @@ import tempfile
 import time
 from typing import Any
 
+from feseq_tf import tf_logging
 from feseq_tf.config import MODEL_NAMES, ExperimentConfig, load_config_file, preset
 from feseq_tf.schema import SPEC_FILE, DatasetSpec
 
@@ -326,6 +327,10 @@ def run(
     if overwrite and chief and os.path.isdir(output_dir):
         shutil.rmtree(output_dir)
     os.makedirs(output_dir, exist_ok=True)
+    if overwrite:
+        from feseq_tf.training import barrier
+
+        barrier(strategy)  # workers look for a backup only once the chief has removed it
     # The chief writes the run directory; other workers write to a temporary one.
     out = output_dir if chief else tempfile.mkdtemp(prefix="feseq-worker-")
     try:
@@ -437,8 +442,8 @@ def _run(config, dataset_dir, shared_dir, out, strategy, chief, *, attention_sum
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """The command line: parse, prepare the dataset, :func:`run`; errors as one line."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ info logs off unless asked for
     args = build_parser().parse_args(argv)
+    tf_logging.import_tensorflow()  # C++ logs: warnings and errors
     try:
         dataset_name, dataset_dir = prepare_dataset(
             args.dataset, data_dir=args.data_dir, raw_dir=args.raw_dir,

@@ -22,7 +22,11 @@ import tensorflow as tf
 from feseq_tf import metrics as metrics_lib
 from feseq_tf.config import ExperimentConfig, TrainConfig
 from feseq_tf.data import (
-    count_examples, epoch_seed, make_dataset, make_training_stream, read_columns,
+    count_examples,
+    epoch_seed,
+    make_dataset,
+    make_training_stream,
+    read_columns,
     steps_per_epoch,
 )
 from feseq_tf.optimizers import DeduplicatedAdam
@@ -236,7 +240,7 @@ def _mean_across_workers(strategy: tf.distribute.Strategy, values: dict[str, flo
     """The means of Python floats over all replicas of all workers (one collective op)."""
     keys = sorted(values)
     mean = _collective_mean(strategy)(tf.constant([values[k] for k in keys], tf.float64))
-    return {k: float(v) for k, v in zip(keys, mean.numpy())}
+    return {k: float(v) for k, v in zip(keys, mean.numpy(), strict=True)}
 
 
 _COLLECTIVE_MEANS: dict[int, Any] = {}

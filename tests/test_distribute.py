@@ -127,8 +127,8 @@ def test_stream_resumed_at_an_epoch_sees_exactly_the_uninterrupted_batches(two_s
     full = _ids(two_shard_data, 3 * spe)
     resumed = _ids(two_shard_data, 2 * spe, start_epoch=1)
     assert [len(b) for b in full[:spe]][-1] < 500  # each epoch ends with its own partial batch
-    assert all(np.array_equal(a, b) for a, b in zip(full[spe:], resumed))
-    assert not all(np.array_equal(a, b) for a, b in zip(full[:spe], full[spe:2 * spe]))  # reshuffled
+    assert all(np.array_equal(a, b) for a, b in zip(full[spe:], resumed, strict=False))
+    assert not all(np.array_equal(a, b) for a, b in zip(full[:spe], full[spe:2 * spe], strict=True))  # reshuffled
 
 
 def test_stream_shards_split_an_epoch_between_workers(two_shard_data):
@@ -138,7 +138,7 @@ def test_stream_shards_split_an_epoch_between_workers(two_shard_data):
         ds = data_lib.make_training_stream(two_shard_data, 10_000, seed=3, shard_index=index,
                                            shard_count=count)
         (features, _), = ds.take(1)  # one batch larger than the epoch = the whole epoch
-        return sorted(zip(features["user_id"].numpy().tolist(), features["times"].numpy().tolist()))
+        return sorted(zip(features["user_id"].numpy().tolist(), features["times"].numpy().tolist(), strict=True))
 
     whole = labels_and_groups(0, 1)
     parts = labels_and_groups(0, 2) + labels_and_groups(1, 2)
@@ -210,7 +210,7 @@ def _weights(record: str, name: str) -> list[np.ndarray]:
 
 def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     assert len(a) == len(b)
-    return max(float(np.max(np.abs(x - y))) if x.size else 0.0 for x, y in zip(a, b))
+    return max(float(np.max(np.abs(x - y))) if x.size else 0.0 for x, y in zip(a, b, strict=True))
 
 
 def _metrics(record: str, tag: str) -> dict:

@@ -474,3 +474,89 @@ def test_bundle_prepares_a_file_of_its_shape(tmp_path):
 def test_bundle_missing_input_says_the_data_is_private(tmp_path):
     with pytest.raises(FileNotFoundError, match="private"):
         bundle.prepare(str(tmp_path / "nope.csv"), None)
+
+
+# --------------------------------------------------------------------------- hash buckets
+def test_hashed_field_gets_bucket_ids_without_vocabulary_or_min_count(tmp_path):
+    import tensorflow as tf
+
+    df = TINY.assign(item=TINY["item"].where(TINY.index != 4, None))  # row 4: missing
+    spec = _spec(min_count=5, sequential_fields=[{"name": "item", "hash_buckets": 50}])
+    out = str(tmp_path / "ds")
+    result = generic.build_dataset(df, spec, out, progress=False)
+    fingerprints = tf.fingerprint(tf.constant([f"i{k}" for k in range(1, 7)])).numpy()
+    id_of = {
+        f"i{k}": schema.NUM_RESERVED_IDS + int.from_bytes(bytes(fp), "little") % 50
+        for k, fp in zip(range(1, 7), fingerprints, strict=True)
+    }
+    id_of["<missing>"] = OOV
+    # Samples in time order: rows 1 2 3 4 5 0 6 7 8 9; row 4 (b at 20) is missing.
+    items = ["i1", "i1", "i2", "<missing>", "i4", "i3", "i1", "i5", "i2", "i6"]
+    assert _all_splits(result, "item").tolist() == [id_of[v] for v in items]
+    hist = _all_splits(result, "item_list")
+    assert hist[4].tolist() == [id_of["i1"], id_of["i2"]]  # row 5: a's two earlier ones
+    assert hist[8].tolist() == [id_of["i1"], id_of["<missing>"]]  # row 8: b after rows 1, 4
+    field = result.spec.field("item")
+    assert (field.hash_buckets, field.vocab_size) == (50, 52)
+    assert "item" not in result.vocabularies
+    assert not os.path.exists(os.path.join(out, "vocab", "item.txt"))
+    assert schema.read_vocab(out, "user") == ["a", "b", "c"][:2]  # min_count still applies
+    assert schema.DatasetSpec.load(out) == result.spec
+
+
+def test_hash_buckets_round_trips_through_a_spec_file_and_stays_out_when_unset(tmp_path):
+    spec = _spec(sequential_fields=[{"name": "item", "hash_buckets": 1_000_000}])
+    path = spec.save(str(tmp_path / "spec.yaml"))
+    assert PipelineSpec.load(path) == spec
+    assert spec.to_dict()["sequential_fields"] == [
+        {"name": "item", "type": "categorical", "role": "item", "hash_buckets": 1_000_000}
+    ]
+    assert "hash_buckets" not in _spec().to_dict()["sequential_fields"][0]
+
+
+@pytest.mark.parametrize(
+    "field, message",
+    [
+        ({"name": "item", "hash_buckets": 0}, "Field 'item': hash_buckets must be an integer >= 1, got 0"),
+        ({"name": "item", "hash_buckets": -8}, "Field 'item': hash_buckets must be an integer >= 1, got -8"),
+        ({"name": "item", "hash_buckets": "many"}, "Field 'item': hash_buckets must be an integer"),
+        (
+            {"name": "item", "type": "numeric", "hash_buckets": 10},
+            "Field 'item': hash_buckets applies to categorical fields only",
+        ),
+    ],
+    ids=["zero", "negative", "text", "numeric"],
+)
+def test_bad_hash_buckets_name_the_field(field, message):
+    with pytest.raises(ValueError, match=message):
+        _spec(sequential_fields=[field, {"name": "shop", "role": "item"}])
+
+
+def test_dataset_spec_without_hash_buckets_loads_and_is_written_as_before(tmp_path):
+    old = {  # a dataset_spec.json written before hashing existed
+        "name": "old",
+        "fields": [
+            {"name": "user", "role": "user", "type": "categorical", "sequential": False,
+             "vocab_size": 4, "min": 0.0, "max": 1.0},
+            {"name": "item", "role": "item", "type": "categorical", "sequential": True,
+             "vocab_size": 9, "min": 0.0, "max": 1.0},
+        ],
+        "max_len": 2, "label": "label", "time_field": "ts", "user_key": "user",
+        "time_unit": 1.0, "time_clip": 4000, "has_oracle": False,
+        "split_sizes": {"train": 8, "valid": 1, "test": 1}, "extra": {},
+    }
+    with open(tmp_path / schema.SPEC_FILE, "w") as fh:
+        json.dump(old, fh)
+    spec = schema.DatasetSpec.load(str(tmp_path))
+    assert [f.hash_buckets for f in spec.fields] == [0, 0]
+    assert not any(f.is_hashed for f in spec.fields)
+    assert spec.to_dict() == old
+
+
+def test_dataset_spec_refuses_a_hashed_field_with_another_table_size():
+    with pytest.raises(ValueError, match="'item'.*into 50 buckets has vocab_size 52.*got vocab_size=50"):
+        schema.FieldSpec("item", "item", "categorical", vocab_size=50, hash_buckets=50)
+    with pytest.raises(ValueError, match="'price': hash_buckets applies to categorical fields only"):
+        schema.FieldSpec("price", "item", "numeric", hash_buckets=50)
+    with pytest.raises(ValueError, match="'item': hash_buckets must be an integer >= 1, got -1"):
+        schema.FieldSpec("item", "item", "categorical", vocab_size=1, hash_buckets=-1)

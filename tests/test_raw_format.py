@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from export import client, contract, raw_encoder
-from feseq_tf import raw_format, schema
+from feseq_tf import hashing, raw_format, schema
 from feseq_tf.schema import DatasetSpec, FieldSpec
 from pipelines import generic
 
@@ -289,3 +289,99 @@ def test_vocabulary_files_round_trip_in_utf8(tmp_path, values):
 def test_a_vocabulary_value_with_a_newline_is_refused(tmp_path):
     with pytest.raises(ValueError, match="'f'.*newline.*'a\\\\nb'"):
         schema.write_vocab(str(tmp_path), "f", ["ok", "a\nb"])
+
+
+# ---- hashed fields --------------------------------------------------------------------------
+# Every CASES value in a hashed field of its own; buckets alternate so that one request
+# mixes bucket counts (and a vocabulary field, "city").
+HASH_BUCKETS = (1000, 7)
+#: Ids of "12", "abc", "café" and "日本" hashed into 1000 buckets.
+PINNED_IDS_1000 = [890, 387, 589, 885]
+
+
+def _farmhash_id(text: str, buckets: int) -> int:
+    """The id of a present value: FarmHash Fingerprint64 of its UTF-8 bytes (by
+    ``tf.fingerprint``, little-endian) mod ``buckets``, after the reserved ids."""
+    fingerprint = tf.fingerprint(tf.constant([text])).numpy()[0]
+    return raw_format.FIRST_VOCABULARY_ID + int.from_bytes(bytes(fingerprint), "little") % buckets
+
+
+def _in_history(raw) -> bool:
+    """Whether a client can send ``raw`` as a history entry: a blank string is padding
+    there (a missing entry is written as a missing-value token)."""
+    return not (isinstance(raw, str) and raw_format.trim(raw) == "")
+
+
+@pytest.fixture(scope="module")
+def hashed_sides(tmp_path_factory):
+    """Two impressions of one user holding every CASES value (each in a sequential
+    hashed column of its natural dtype, so the second impression's history holds it):
+    the pipeline's records and the serving graph's ids of the same raw values as the
+    client sends them."""
+    names = [f"f{k}" for k in range(len(CASES))]
+    columns = {name: pd.Series([c[0], c[0]]) for name, c in zip(names, CASES, strict=True)}
+    df = pd.DataFrame({"user": ["u", "u"], "ts": [1, 2], "label": [0, 1], "city": ["x", "y"]})
+    df = pd.concat([df, pd.DataFrame(columns)], axis=1)
+    ps = generic.PipelineSpec(
+        name="hashed",
+        user_key="user",
+        timestamp="ts",
+        non_sequential_fields=[{"name": "city"}],
+        sequential_fields=[
+            {"name": n, "hash_buckets": HASH_BUCKETS[k % 2]} for k, n in enumerate(names)
+        ],
+        max_len=1,
+        min_count=1,
+        split_ratios=(1, 0, 0),
+        shuffle_train=False,
+    )
+    result = generic.build_dataset(df, ps, None, progress=False)
+    vocab_dir = str(tmp_path_factory.mktemp("hashed_vocab"))
+    assert set(result.vocabularies) == {"city"}  # hashed fields have no vocabulary
+    for name, values in result.vocabularies.items():
+        raw_format.write_vocabulary(os.path.join(vocab_dir, f"{name}.txt"), values)
+    request = {"city": tf.constant(["x", "unseen"]), "ts": tf.constant([1, 2], tf.int64)}
+    request["ts_list"] = tf.constant(["", "1"])
+    for name, (raw, *_) in zip(names, CASES, strict=True):
+        sent = client.encode_value(name, raw, "DT_STRING", history=False)
+        history = client.encode_value(name, [raw], "DT_STRING", history=True)
+        request[name] = tf.constant([sent, sent])
+        request[name + "_list"] = tf.constant(["", history if _in_history(raw) else "NULL"])
+    encoder = raw_encoder.RawFeatureEncoder(result.spec, vocab_dir)
+    served = {k: v.numpy() for k, v in encoder(request).items()}
+    return result.spec, result.tables["train"], served
+
+
+@pytest.mark.parametrize("k", range(len(CASES)), ids=_ids(CASES))
+def test_each_side_hashes_a_raw_value_as_the_table_says(hashed_sides, k):
+    spec, records, served = hashed_sides
+    raw, expected, _, _ = CASES[k]
+    name, buckets = f"f{k}", HASH_BUCKETS[k % 2]
+    assert spec.field(name).hash_buckets == buckets
+    assert spec.field(name).vocab_size == buckets + schema.NUM_RESERVED_IDS
+    want = schema.OOV_ID if expected is None else _farmhash_id(expected, buckets)
+    assert records[name].tolist() == [want, want]  # pipelines
+    assert served[name].tolist() == [want, want]  # serving graph, from the client's value
+    if _in_history(raw):
+        assert records[name + "_list"].tolist() == [[schema.PAD_ID], [want]]
+        assert served[name + "_list"].tolist() == [[schema.PAD_ID], [want]]
+    assert served["city"].tolist() == records["city"].tolist()[:1] + [schema.OOV_ID]
+
+
+def test_equal_canonical_values_share_a_bucket_and_the_rule_is_stable():
+    texts = ["12", "abc", "café", "\u65e5\u672c"]
+    got = hashing.hashed_ids(tf.constant(texts), 1000).numpy().tolist()
+    assert got == [_farmhash_id(t, 1000) for t in texts]
+    # Pinned: a model keeps the ids it was trained with across TensorFlow versions.
+    assert got == PINNED_IDS_1000
+    # 12, 12.0, " 12 " and "12" are one value; the string "12.0" is another.
+    same = [raw_format.clean(v) for v in (12, 12.0, " 12 ", "12")]
+    ids = hashing.hashed_ids_numpy(same + [raw_format.clean("12.0")], 1000)
+    assert len(set(ids[:4].tolist())) == 1 and ids[4] != ids[0]
+    assert hashing.hashed_ids_numpy([], 5).shape == (0,)
+
+
+@pytest.mark.parametrize("buckets", [0, -1, 2.5, True, "10"])
+def test_hashing_refuses_a_bad_bucket_count(buckets):
+    with pytest.raises(ValueError, match=f"buckets must be an integer >= 1, got {buckets!r}"):
+        hashing.hashed_ids(tf.constant(["a"]), buckets)

@@ -18,6 +18,7 @@ from export.devserver.routing import (
     DEFAULT_MAX_REQUEST_BYTES,
     ModelServer,
 )
+from feseq_tf import tf_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     """Serve the latest version under ``--model-base-path`` until interrupted; 0 on a
     clean stop, 2 (with a one-line error) when the model cannot be loaded."""
     args = build_parser().parse_args(argv)
+    tf_logging.import_tensorflow()  # C++ logs: warnings and errors
     if args.intra_op_threads or args.inter_op_threads:
         import tensorflow as tf
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
-from feseq_tf import train
+from feseq_tf import tf_logging, train
 from feseq_tf.config import MODEL_NAMES
 from feseq_tf.schema import DatasetSpec
 from feseq_tf.tune import space as search_space
@@ -95,8 +94,8 @@ def _load_space_file(path: str | None) -> dict[str, Any] | None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """The command line: parse, prepare the dataset, :func:`tune`; errors as one line."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ info logs off unless asked for
     args = build_parser().parse_args(argv)
+    tf_logging.import_tensorflow()  # C++ logs: warnings and errors
     try:
         if args.trials < 1:
             raise train.UsageError(f"--trials must be a positive integer, got {args.trials}.")
