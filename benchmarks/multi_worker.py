@@ -17,20 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _train_args(args: argparse.Namespace, out: str, strategy: str) -> list[str]:
@@ -52,7 +41,9 @@ def run_workers(args: argparse.Namespace, workers: int) -> dict:
         procs = [subprocess.Popen(_train_args(args, out, "default"), env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
     else:
-        hosts = [f"127.0.0.1:{p}" for p in _free_ports(workers)]
+        from feseq_tf.distribute import loopback_workers
+
+        hosts = loopback_workers(workers)
         procs = []
         for i in range(workers):
             tf_config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}}
@@ -78,7 +69,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override of both runs (repeatable)")
     p.add_argument("--output-dir", default="runs/benchmark/multi_worker")
-    p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     if args.rows < 1000 or args.epochs < 1 or args.batch_size < 2:
         raise SystemExit("error: --rows >= 1000, --epochs >= 1 and --batch-size >= 2 please")
@@ -103,9 +93,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"{r['workers']:7d} {r['train_samples_per_s']:16.0f} "
               f"{r['train_samples_per_s'] / base:10.2f} {r['seconds']:7.0f} "
               f"{r['valid']['auc']:9.4f} {r['test']['auc']:9.4f}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
     return results
 
 

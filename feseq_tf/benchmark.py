@@ -162,19 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", help="comma-separated variants to run (default: the whole suite)")
     p.add_argument("--list", action="store_true", help="print the suite's variants and exit")
     p.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR)
-    p.add_argument("--data-dir", default=train.DEFAULT_DATA_DIR)
-    p.add_argument("--raw-dir", help="raw Ele.me/Bundle files, prepared on first use")
-    p.add_argument("--synthetic-rows", type=int)
-    p.add_argument("--synthetic-seed", type=int)
-    p.add_argument("--preset", help="config preset of every run (default: the dataset's own)")
-    p.add_argument("--config", help="JSON/YAML overrides of the preset for every run")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override of every run (repeatable), e.g. --set model.mlp_units=[64]",
-    )
+    train.add_dataset_arguments(p)
+    train.add_config_arguments(p, " of every run")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--mixed-precision", choices=("off", "bfloat16", "float16", "auto"))

@@ -120,3 +120,17 @@ def is_chief() -> bool:
     """Whether this process writes the run's files (always, outside a cluster)."""
     cluster = cluster_from_env()
     return cluster is None or cluster.is_chief
+
+
+def loopback_workers(n: int) -> list[str]:
+    """``n`` worker addresses on 127.0.0.1 at ports free right now (local clusters, tests)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
+    finally:
+        for s in socks:
+            s.close()

@@ -38,9 +38,7 @@ def check_hash_buckets(field: str, value: Any) -> int:
         ValueError: naming the field, unless ``value`` is an integer >= 1.
     """
     if not _is_bucket_count(value):
-        raise ValueError(
-            f"Field {field!r}: hash_buckets must be an integer >= 1, got {value!r}."
-        )
+        raise ValueError(f"Field {field!r}: hash_buckets must be an integer >= 1, got {value!r}.")
     return int(value)
 
 

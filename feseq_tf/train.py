@@ -54,11 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=MODEL_NAMES,
                    help="model to train: feseq (default, unless --config names another) "
                         "or a baseline (lr: logistic regression)")
-    p.add_argument("--config", help="JSON/YAML file with 'model'/'train' overrides of the preset")
-    p.add_argument("--preset", help="config preset: eleme, bundle, synthetic or auto (default: "
-                   "the dataset's own, else auto, the recipe sized from the data)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. --set model.pooling=mean (repeatable)")
+    add_config_arguments(p)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)
@@ -76,14 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true",
                    help="enable TensorFlow op determinism (bit-identical reruns; slower)")
     p.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR)
-    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
-                   help="where named datasets are prepared (default: ./data)")
-    p.add_argument("--raw-dir", help="raw Ele.me/Bundle files, prepared on first use")
-    p.add_argument("--synthetic-rows", type=int,
-                   help="rows of the synthetic dataset (default: the generator's default)")
-    p.add_argument("--synthetic-seed", type=int,
-                   help="seed of the synthetic data generator (default: the generator's, "
-                        "independent of --seed)")
+    add_dataset_arguments(p)
     p.add_argument("--no-attention-summaries", dest="attention_summaries", action="store_false",
                    help="do not write attention heatmaps for TensorBoard (logs/attention)")
     p.add_argument("--attention-every", type=int, default=1, metavar="N",
@@ -95,6 +84,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="start from scratch even if --output-dir holds an interrupted run")
     return p
+
+
+def add_config_arguments(p: argparse.ArgumentParser, runs: str = "") -> None:
+    """``--preset``, ``--config`` and ``--set`` as :func:`resolve_config` reads them.
+
+    ``runs`` ends each help text (e.g. ``" of every run"`` for a command that trains many).
+    """
+    p.add_argument("--preset", help=f"config preset{runs}: eleme, bundle, synthetic or auto "
+                   "(default: the dataset's own, else auto, the recipe sized from the data)")
+    p.add_argument("--config", help=f"JSON/YAML file with 'model'/'train' overrides of the preset{runs}")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override one config value{runs}, e.g. --set model.pooling=mean (repeatable)")
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    """``--data-dir``, ``--raw-dir``, ``--synthetic-rows``, ``--synthetic-seed``: what
+    :func:`prepare_dataset` takes besides the dataset argument."""
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                   help="where named datasets are prepared (default: ./data)")
+    p.add_argument("--raw-dir", help="raw Ele.me/Bundle files, prepared on first use")
+    p.add_argument("--synthetic-rows", type=int,
+                   help="rows of the synthetic dataset (default: the generator's default)")
+    p.add_argument("--synthetic-seed", type=int,
+                   help="seed of the synthetic data generator (default: the generator's, "
+                        "independent of --seed)")
 
 
 class UsageError(ValueError):

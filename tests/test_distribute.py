@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -146,16 +145,6 @@ def test_stream_shards_split_an_epoch_between_workers(two_shard_data):
 
 
 # ---- processes -------------------------------------------------------------------------------
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _driver(args: list[str], env: dict[str, str], log: str) -> subprocess.Popen:
     fh = open(log, "w")
     return subprocess.Popen([sys.executable, "-m", "tests.distributed_driver", *args],
@@ -169,12 +158,12 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _workers(data: str, out: str, record: str, *, extra: tuple[list[str], list[str]] = ([], []),
-             ports: list[int] | None = None, tmp: str | None = None) -> list[subprocess.Popen]:
-    ports = ports or _free_ports(2)
+             tmp: str | None = None) -> list[subprocess.Popen]:
+    hosts = distribute.loopback_workers(2)
     os.makedirs(record, exist_ok=True)
     procs = []
     for i in range(2):
-        cluster = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+        cluster = {"cluster": {"worker": hosts},
                    "task": {"type": "worker", "index": i}}
         env = _env(TF_CONFIG=json.dumps(cluster), **({"TMPDIR": tmp} if tmp else {}))
         args = ["--data", data, "--out", out, "--record", record, "--tag", f"w{i}", *extra[i]]

@@ -7,6 +7,8 @@ earlier impressions), so the test covers the whole path raw value -> id / scaled
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 
 import numpy as np
@@ -17,9 +19,11 @@ import tensorflow as tf
 
 from export import archive, contract, raw_encoder, savedmodel
 from export.client import canonical_string
+from feseq_tf.config import ModelConfig
 from feseq_tf.data import make_dataset
-from feseq_tf.schema import HIST_LEN, OOV_ID, DatasetSpec
-from pipelines import eleme, generic
+from feseq_tf.models.feseq import FESeq
+from feseq_tf.schema import HIST_LEN, NUM_RESERVED_IDS, OOV_ID, DatasetSpec
+from pipelines import eleme, generic, synthetic
 
 ATOL = 1e-5
 EXTRA_HISTORY = 3  # raw histories keep up to max_len + 3 entries: truncation is tested
@@ -83,17 +87,23 @@ def _records(dataset_dir: str, split: str = "test") -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in features.items()}
 
 
+def _perturb(model) -> None:
+    """Embeddings large enough that every id matters (trained ones are ~1e-4), and the
+    output bias at 0 (away from the 4% CTR, where outputs saturate)."""
+    rng = np.random.default_rng(7)
+    for w in model.weights:
+        if "embedding" in w.path:
+            w.assign(rng.normal(0.0, 0.05, size=w.shape).astype(w.dtype))
+        elif w.path == "probability/bias":
+            w.assign(np.zeros(w.shape, w.dtype))
+
+
 @pytest.fixture(scope="module")
 def parity_setup(tiny_trained_run, tmp_path_factory):
     """A perturbed copy of the tiny model (so that wrong ids change the output), its
     raw-feature SavedModel, the raw test rows and the matching records."""
     model, spec = savedmodel.load_run(tiny_trained_run.run_dir)
-    rng = np.random.default_rng(7)
-    for w in model.weights:  # trained embeddings are ~1e-4: make every id matter
-        if "embedding" in w.path:
-            w.assign(rng.normal(0.0, 0.05, size=w.shape).astype(w.dtype))
-        elif w.path == "probability/bias":  # away from the 4% CTR, where outputs saturate
-            w.assign(np.zeros(w.shape, w.dtype))
+    _perturb(model)
     path = str(tmp_path_factory.mktemp("parity") / "saved_model")
     archive.write_saved_model(model, spec, os.path.join(tiny_trained_run.run_dir, "vocab"), path)
     rows, raw_times = _raw_test_rows(tiny_trained_run.dataset_dir, spec)
@@ -289,3 +299,101 @@ def test_history_of_wrong_rank_fails_with_a_message_naming_it(parity_setup):
     tensors["shop_id_list"] = tf.constant([[["1"]]])
     with pytest.raises(tf.errors.InvalidArgumentError, match="one string per row.*shop_id_list"):
         s["loaded"].signatures["serving_default"](**tensors)
+
+
+# ---- a generic-pipeline dataset with hashed id fields ----------------------------------------
+HASHED = {"user_id": 64, "item_id": 97}  # field -> hash_buckets
+
+
+@pytest.fixture(scope="module")
+def hashed_parity_setup(tmp_path_factory):
+    """Synthetic raw Ele.me-layout files prepared by ``python -m pipelines.generic`` from
+    a YAML spec hashing ``user_id`` (non-sequential) and ``item_id`` (and its history),
+    a tiny untrained FESeq on it (perturbed) and its raw-feature SavedModel."""
+    root = tmp_path_factory.mktemp("hashed")
+    dataset_dir = str(root / "data")
+    raw_dir = os.path.join(dataset_dir, "raw")  # where _raw_test_rows reads the raw files
+    info = synthetic.generate(raw_dir, num_rows=1500, seed=11, max_len=4)
+    df, _ = eleme.read_days(raw_dir, info["days"], sample_frac=1.0, seed=11, progress=False)
+    table = str(root / "impressions.parquet")
+    df.to_parquet(table)
+    ps = eleme.pipeline_spec(max_len=4, min_count=2, seed=11)
+
+    def hashed(fields):
+        return tuple(dataclasses.replace(f, hash_buckets=HASHED.get(f.name)) for f in fields)
+
+    ps = dataclasses.replace(
+        ps,
+        non_sequential_fields=hashed(ps.non_sequential_fields),
+        sequential_fields=hashed(ps.sequential_fields),
+    )
+    spec_path = ps.save(str(root / "spec.yaml"))
+    argv = ["--input", table, "--spec", spec_path, "--out", dataset_dir, "--quiet"]
+    assert generic.main(argv) == 0
+    spec = DatasetSpec.load(dataset_dir)
+    # The raw rows are rebuilt as eleme.prepare would have recorded its reading.
+    read = {"days": list(info["days"]), "sample_frac": 1.0, "seed": 11}
+    as_read = dataclasses.replace(spec, extra={**spec.extra, **read})
+    rows, raw_times = _raw_test_rows(dataset_dir, as_read)
+    records = _records(dataset_dir)
+    np.testing.assert_array_equal(records[spec.time_field], raw_times)
+    config = ModelConfig(embedding_dim=4, mlp_units=[16], pooling_hidden=16, transformer_heads=2)
+    model = FESeq(spec, config)
+    _perturb(model)
+    path = str(root / "saved_model")
+    vocab_dir = os.path.join(dataset_dir, "vocab")
+    archive.write_saved_model(model, spec, vocab_dir, path)
+    return {
+        "model": model,
+        "spec": spec,
+        "path": path,
+        "rows": rows,
+        "records": records,
+        "encoder": raw_encoder.RawFeatureEncoder(spec, vocab_dir),
+        "vocab_dir": vocab_dir,
+    }
+
+
+def test_hashed_fields_encode_to_the_recorded_ids_and_serve_like_keras(hashed_parity_setup):
+    s = hashed_parity_setup
+    spec, records = s["spec"], s["records"]
+    for name, buckets in HASHED.items():
+        assert spec.field(name).hash_buckets == buckets
+        assert spec.field(name).vocab_size == buckets + NUM_RESERVED_IDS
+        assert not os.path.exists(os.path.join(s["vocab_dir"], f"{name}.txt"))
+        ids = records[name]
+        assert ids.min() >= NUM_RESERVED_IDS and ids.max() < buckets + NUM_RESERVED_IDS
+        assert len(np.unique(ids)) > buckets // 4  # spread over the buckets
+    assert (records["item_id_list"] >= NUM_RESERVED_IDS).any()
+    encoded = s["encoder"](_columnar(spec, s["rows"]))
+    _assert_inputs_equal(spec, {k: v.numpy() for k, v in encoded.items()}, records)
+    expected = s["model"](records, training=False).numpy().reshape(-1)
+    assert expected.std() > 1e-3
+    loaded = tf.saved_model.load(s["path"])
+    got = loaded.signatures["serving_default"](**_columnar(spec, s["rows"]))["probability"]
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=ATOL)
+    with open(os.path.join(s["path"], contract.CONTRACT_FILE)) as fh:
+        inputs = {i["name"]: i for i in json.load(fh)["inputs"]}
+    assert {n: inputs[n].get("hash_buckets") for n in HASHED} == HASHED
+    assert "hash_buckets" not in inputs["shop_id"]
+
+
+def test_hashed_field_missing_and_padded_values_serve_as_the_pipeline_stores_them(
+    hashed_parity_setup,
+):
+    s = hashed_parity_setup
+    spec = s["spec"]
+    row = next(r for r in s["rows"] if 2 <= len(r["item_id_list"]) <= spec.max_len)
+    variants = [
+        {"user_id": "NULL"},  # missing: OOV, as the pipeline stores a missing value
+        {"user_id": f" \t{row['user_id']}\u3000"},  # trimmed: the same bucket
+        {"item_id_list": ["NULL"] + list(row["item_id_list"][1:])},  # a missing entry
+        {"item_id": "never-seen-item"},  # unseen: a bucket of its own, never OOV
+    ]
+    encoded = s["encoder"](_columnar(spec, [row] + [{**row, **v} for v in variants]))
+    user, item, item_hist = (encoded[n].numpy() for n in ("user_id", "item_id", "item_id_list"))
+    assert user[1] == OOV_ID and user[2] == user[0]
+    first = spec.max_len - len(row["item_id_list"])  # the oldest entry's position
+    assert item_hist[0][first] != OOV_ID and item_hist[3][first] == OOV_ID
+    assert (item_hist[3][first + 1 :] == item_hist[0][first + 1 :]).all()
+    assert NUM_RESERVED_IDS <= item[4] < HASHED["item_id"] + NUM_RESERVED_IDS

@@ -500,7 +500,7 @@ def test_hashed_field_gets_bucket_ids_without_vocabulary_or_min_count(tmp_path):
     assert (field.hash_buckets, field.vocab_size) == (50, 52)
     assert "item" not in result.vocabularies
     assert not os.path.exists(os.path.join(out, "vocab", "item.txt"))
-    assert schema.read_vocab(out, "user") == ["a", "b", "c"][:2]  # min_count still applies
+    assert schema.read_vocab(out, "user") == ["a"]  # min_count 5 still applies there
     assert schema.DatasetSpec.load(out) == result.spec
 
 
@@ -517,8 +517,14 @@ def test_hash_buckets_round_trips_through_a_spec_file_and_stays_out_when_unset(t
 @pytest.mark.parametrize(
     "field, message",
     [
-        ({"name": "item", "hash_buckets": 0}, "Field 'item': hash_buckets must be an integer >= 1, got 0"),
-        ({"name": "item", "hash_buckets": -8}, "Field 'item': hash_buckets must be an integer >= 1, got -8"),
+        (
+            {"name": "item", "hash_buckets": 0},
+            "Field 'item': hash_buckets must be an integer >= 1, got 0",
+        ),
+        (
+            {"name": "item", "hash_buckets": -8},
+            "Field 'item': hash_buckets must be an integer >= 1, got -8",
+        ),
         ({"name": "item", "hash_buckets": "many"}, "Field 'item': hash_buckets must be an integer"),
         (
             {"name": "item", "type": "numeric", "hash_buckets": 10},
@@ -536,14 +542,34 @@ def test_dataset_spec_without_hash_buckets_loads_and_is_written_as_before(tmp_pa
     old = {  # a dataset_spec.json written before hashing existed
         "name": "old",
         "fields": [
-            {"name": "user", "role": "user", "type": "categorical", "sequential": False,
-             "vocab_size": 4, "min": 0.0, "max": 1.0},
-            {"name": "item", "role": "item", "type": "categorical", "sequential": True,
-             "vocab_size": 9, "min": 0.0, "max": 1.0},
+            {
+                "name": "user",
+                "role": "user",
+                "type": "categorical",
+                "sequential": False,
+                "vocab_size": 4,
+                "min": 0.0,
+                "max": 1.0,
+            },
+            {
+                "name": "item",
+                "role": "item",
+                "type": "categorical",
+                "sequential": True,
+                "vocab_size": 9,
+                "min": 0.0,
+                "max": 1.0,
+            },
         ],
-        "max_len": 2, "label": "label", "time_field": "ts", "user_key": "user",
-        "time_unit": 1.0, "time_clip": 4000, "has_oracle": False,
-        "split_sizes": {"train": 8, "valid": 1, "test": 1}, "extra": {},
+        "max_len": 2,
+        "label": "label",
+        "time_field": "ts",
+        "user_key": "user",
+        "time_unit": 1.0,
+        "time_clip": 4000,
+        "has_oracle": False,
+        "split_sizes": {"train": 8, "valid": 1, "test": 1},
+        "extra": {},
     }
     with open(tmp_path / schema.SPEC_FILE, "w") as fh:
         json.dump(old, fh)
@@ -554,9 +580,13 @@ def test_dataset_spec_without_hash_buckets_loads_and_is_written_as_before(tmp_pa
 
 
 def test_dataset_spec_refuses_a_hashed_field_with_another_table_size():
-    with pytest.raises(ValueError, match="'item'.*into 50 buckets has vocab_size 52.*got vocab_size=50"):
+    with pytest.raises(
+        ValueError, match="'item'.*into 50 buckets has vocab_size 52.*got vocab_size=50"
+    ):
         schema.FieldSpec("item", "item", "categorical", vocab_size=50, hash_buckets=50)
-    with pytest.raises(ValueError, match="'price': hash_buckets applies to categorical fields only"):
+    with pytest.raises(
+        ValueError, match="'price': hash_buckets applies to categorical fields only"
+    ):
         schema.FieldSpec("price", "item", "numeric", hash_buckets=50)
     with pytest.raises(ValueError, match="'item': hash_buckets must be an integer >= 1, got -1"):
         schema.FieldSpec("item", "item", "categorical", vocab_size=1, hash_buckets=-1)

@@ -52,15 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default: 0)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--space", help="JSON file replacing ranges of the search space")
-    p.add_argument("--preset", help="config preset (default: the dataset's own, else auto, the recipe sized from the data)")
-    p.add_argument("--config", help="JSON/YAML file with 'model'/'train' overrides of the preset")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one base config value, e.g. --set train.seed=1 (repeatable)",
-    )
+    train.add_config_arguments(p, " of the base config")
     p.add_argument(
         "--output-dir",
         help=f"study, trials and best config (default: {DEFAULT_OUTPUT_ROOT}/<study name>)",
@@ -71,14 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: sqlite:///OUTPUT_DIR/study.db)",
     )
     p.add_argument("--study-name", help="study name (default: <dataset>-<model>)")
-    p.add_argument(
-        "--data-dir",
-        default=train.DEFAULT_DATA_DIR,
-        help="where named datasets are prepared (default: ./data)",
-    )
-    p.add_argument("--raw-dir", help="raw Ele.me/Bundle files, prepared on first use")
-    p.add_argument("--synthetic-rows", type=int, help="rows of the synthetic dataset")
-    p.add_argument("--synthetic-seed", type=int, help="seed of the synthetic data generator")
+    train.add_dataset_arguments(p)
     return p
 
 
