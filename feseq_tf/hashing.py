@@ -8,8 +8,8 @@ trimmed; ``12.0`` -> ``"12"``, ``" a "`` -> ``"a"``) encoded as UTF-8, and
 Fingerprint64 is FarmHash's 64-bit fingerprint, the hash of
 ``tf.strings.to_hash_bucket_fast``. The reserved ids keep their meaning (0 padding,
 1 missing), so the field's table has ``N + NUM_RESERVED_IDS`` rows. No value is rare
-or unseen: ``min_count`` does not apply, and values never seen in training share a
-bucket with the ones seen there.
+or unseen: ``min_count`` does not apply, a value never seen in training gets its
+bucket too, and distinct values may share a bucket.
 
 The pipelines call :func:`hashed_ids` eagerly on the distinct values of a column (in
 chunks); the serving graph calls it on the request's trimmed strings. The fingerprint

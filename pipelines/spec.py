@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from feseq_tf import schema
+from feseq_tf.hashing import check_hash_buckets
 from feseq_tf.strict import check_keys
 
 NON_SEQUENTIAL_ROLES = ("user", "context")
@@ -32,11 +33,19 @@ class FieldConfig:
         role: str. ``"user"`` or ``"context"`` for non-sequential fields, ``"item"`` or
             ``"context"`` for sequential fields. Defaults to ``"user"`` /
             ``"item"`` when omitted in a spec file.
+        hash_buckets: int or None. Categorical only: hash the field's values into this
+            many buckets instead of building a vocabulary (for id fields too large for
+            a table per value: every worker holds every table). The id of a value is
+            ``2 + Fingerprint64(value) mod hash_buckets`` (:mod:`feseq_tf.hashing`),
+            the same in the records and in the serving signature; missing values keep
+            the OOV id 1, ``min_count`` does not apply. None builds a vocabulary.
+            Defaults to None.
     """
 
     name: str
     type: str = "categorical"
     role: str = "user"
+    hash_buckets: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -45,10 +54,18 @@ class FieldConfig:
             raise ValueError(
                 f"Field {self.name!r}: type must be one of {schema.TYPES}, got {self.type!r}."
             )
+        if self.hash_buckets is not None:
+            check_hash_buckets(self.name, self.hash_buckets)
+            if self.type != "categorical":
+                raise ValueError(
+                    f"Field {self.name!r}: hash_buckets applies to categorical fields only, "
+                    f"got hash_buckets={self.hash_buckets!r} on a {self.type} field."
+                )
 
     @classmethod
     def from_dict(cls, d: Any, *, sequential: bool) -> FieldConfig:
-        """Build from ``{name, type, role}`` (or just a name); unknown keys raise."""
+        """Build from ``{name, type, role, hash_buckets}`` (or just a name); unknown
+        keys raise."""
         if isinstance(d, str):
             d = {"name": d}
         if not isinstance(d, Mapping):
@@ -57,7 +74,12 @@ class FieldConfig:
             raise ValueError(f"A field needs a 'name', got {dict(d)!r}.")
         check_keys(cls, d, where=f"field {d['name']!r}")
         role = d.get("role", "item" if sequential else "user")
-        return cls(name=d["name"], type=d.get("type", "categorical"), role=role)
+        return cls(
+            name=d["name"],
+            type=d.get("type", "categorical"),
+            role=role,
+            hash_buckets=d.get("hash_buckets"),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,8 +225,8 @@ class PipelineSpec:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["non_sequential_fields"] = [dataclasses.asdict(f) for f in self.non_sequential_fields]
-        d["sequential_fields"] = [dataclasses.asdict(f) for f in self.sequential_fields]
+        d["non_sequential_fields"] = [_field_dict(f) for f in self.non_sequential_fields]
+        d["sequential_fields"] = [_field_dict(f) for f in self.sequential_fields]
         d["split_ratios"] = list(self.split_ratios)
         if not self.feedback:  # written only when on: specs without it read as before
             del d["feedback"]
@@ -241,6 +263,15 @@ class PipelineSpec:
             else:
                 json.dump(d, fh, indent=2)
         return path
+
+
+def _field_dict(f: FieldConfig) -> dict[str, Any]:
+    """A field as a spec file writes it (``hash_buckets`` only where set, so specs
+    without hashing read and write as before)."""
+    d = dataclasses.asdict(f)
+    if d["hash_buckets"] is None:
+        del d["hash_buckets"]
+    return d
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

@@ -4,8 +4,9 @@ scaling, histories.
 1. sort all samples by time (stable) and split them by ``split_ratios``
    (:func:`split_rows`); training rows optionally in a seeded random order;
 2. categorical vocabularies from the training split only, values seen fewer than
-   ``min_count`` times map to the OOV id 1 (padding is 0); numeric fields are min-max
-   scaled with training statistics (:func:`encode_fields`);
+   ``min_count`` times map to the OOV id 1 (padding is 0); fields with
+   ``hash_buckets`` get hashed ids instead (:mod:`feseq_tf.hashing`); numeric fields
+   are min-max scaled with training statistics (:func:`encode_fields`);
 3. each impression's history is the user's previous impressions, at most ``max_len``,
    most recent last, left-padded with 0, with the aligned raw timestamps and
    ``hist_len``; with ``feedback`` on, also the labels of those impressions
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from feseq_tf import schema
+from feseq_tf import hashing, schema
 from pipelines.parsing import CleanedTable
 from pipelines.spec import PipelineSpec
 
@@ -75,8 +76,9 @@ def encode_fields(
     """Vocabulary ids and scaled numbers with training statistics (consumes ``data``).
 
     Returns:
-        (field -> ids or scaled values, field -> vocabulary values in id order, the
-        field specs; with ``feedback`` on, the feedback field's vocabulary and spec).
+        (field -> ids or scaled values, field -> vocabulary values in id order (no
+        entry for a hashed field), the field specs; with ``feedback`` on, the feedback
+        field's vocabulary and spec).
     """
     encoded: dict[str, np.ndarray] = {}
     vocabs: dict[str, list[str]] = {}
@@ -86,13 +88,19 @@ def encode_fields(
         common = dict(name=f.name, role=f.role, type=f.type, sequential=f.name in seq_names)
         if f.type == "categorical":
             codes, uniques = data.categorical.pop(f.name)
-            id_of_code, values = build_vocabulary(codes, uniques, train_mask, ps.min_count)
+            if f.hash_buckets is not None:  # no vocabulary: every value has its bucket
+                id_of_code = hashing.hashed_ids_numpy(uniques, f.hash_buckets)
+                vocab_size = f.hash_buckets + schema.NUM_RESERVED_IDS
+                common["hash_buckets"] = f.hash_buckets
+            else:
+                id_of_code, vocabs[f.name] = build_vocabulary(
+                    codes, uniques, train_mask, ps.min_count
+                )
+                vocab_size = len(vocabs[f.name]) + schema.NUM_RESERVED_IDS
             ids = np.full(len(codes), schema.OOV_ID, dtype=np.int64)
             present = codes >= 0
             ids[present] = id_of_code[codes[present]]
             encoded[f.name] = ids
-            vocabs[f.name] = values
-            vocab_size = len(values) + schema.NUM_RESERVED_IDS
             field_specs.append(schema.FieldSpec(**common, vocab_size=vocab_size))
         else:
             values, missing = data.numeric.pop(f.name)
