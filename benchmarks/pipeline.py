@@ -1,6 +1,6 @@
 """Throughput of the data pipeline at Ele.me scale: raw files -> TFRecords -> reader.
 
-    python -m benchmarks.pipeline [--rows 1200000] [--work DIR] [--generator auto]
+    python -m benchmarks.pipeline [--rows 1200000] [--work DIR] [--generator auto] [--beam]
 
 Three phases, each in its own process so that its peak memory is measured alone
 (``os.wait4`` returns the child's ``ru_maxrss``):
@@ -13,6 +13,12 @@ Three phases, each in its own process so that its peak memory is measured alone
 3. ``read``: one pass over the training split with ``feseq_tf.data.make_dataset``
    (batch 4096, training order) or, without it, a plain TFRecordDataset -> batch ->
    parse_example -> prefetch loop.
+
+With ``--beam``, the same log as an impression table in Parquet shards (the Ele.me
+rows after their raw-file checks; not timed) is prepared twice more, each in its own
+process: by :func:`pipelines.generic.build_dataset` (one machine: read the shards,
+concatenate, prepare) and by the Beam pipeline (:mod:`pipelines.beam`, DirectRunner), so
+that their time and peak memory stand side by side.
 
 Prints rows/s, seconds and peak memory per phase and the reader's examples/s.
 """
@@ -136,6 +142,61 @@ def phase_prepare(raw_dir: str, out_dir: str) -> dict[str, Any]:
     }
 
 
+TABLE_SHARDS = 8
+
+
+def phase_table(raw_dir: str, table_dir: str, seed: int) -> dict[str, Any]:
+    """The Ele.me rows after their raw-file checks -> Parquet shards and a pipeline spec."""
+    import numpy as np
+
+    from pipelines import eleme
+
+    df, _ = eleme.read_days(raw_dir, eleme.DEFAULT_DAYS, sample_frac=1.0, seed=seed, progress=False)
+    os.makedirs(table_dir, exist_ok=True)
+    bounds = np.linspace(0, len(df), TABLE_SHARDS + 1).round().astype(int)
+    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        df.iloc[a:b].to_parquet(os.path.join(table_dir, f"part-{i:05d}.parquet"), index=False)
+    eleme.pipeline_spec(seed=seed).save(os.path.join(table_dir, "spec.yaml"))
+    return {"rows": len(df), "shards": TABLE_SHARDS}
+
+
+def _prepared(start: float, report: dict[str, Any]) -> dict[str, Any]:
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(report["rows_read"] / seconds),
+        "samples": report["samples"],
+    }
+
+
+def phase_table_generic(table_dir: str, out_dir: str) -> dict[str, Any]:
+    """The single-machine pipeline on the shards: read, concatenate, prepare."""
+    import glob
+
+    import pandas as pd
+
+    from pipelines import generic
+    from pipelines.spec import PipelineSpec
+
+    start = time.perf_counter()
+    spec = PipelineSpec.load(os.path.join(table_dir, "spec.yaml"))
+    paths = sorted(glob.glob(os.path.join(table_dir, "part-*.parquet")))
+    df = pd.concat([generic.read_table(p, spec.required_columns)[0] for p in paths])
+    result = generic.build_dataset(df.reset_index(drop=True), spec, out_dir, progress=False)
+    return _prepared(start, result.report)
+
+
+def phase_table_beam(table_dir: str, out_dir: str) -> dict[str, Any]:
+    """The Beam pipeline (DirectRunner) on the shards."""
+    from pipelines.beam.pipeline import run
+    from pipelines.spec import PipelineSpec
+
+    start = time.perf_counter()
+    spec = PipelineSpec.load(os.path.join(table_dir, "spec.yaml"))
+    report = run(os.path.join(table_dir, "part-*.parquet"), spec, out_dir)
+    return _prepared(start, report)
+
+
 def phase_read(out_dir: str, batch_size: int) -> dict[str, Any]:
     import tensorflow as tf
 
@@ -192,17 +253,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--keep", action="store_true", help="Keep the working directory.")
-    parser.add_argument("--phase", choices=("generate", "prepare", "read"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--beam",
+        action="store_true",
+        help="Also prepare the log as Parquet shards with the single-machine and the Beam "
+        "pipeline (DirectRunner), side by side.",
+    )
+    phases = ("generate", "prepare", "read", "table", "generic", "beam")
+    parser.add_argument("--phase", choices=phases, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.phase:  # child process
         raw_dir = os.path.join(args.work, "raw")
         out_dir = os.path.join(args.work, "prepared")
+        table_dir = os.path.join(args.work, "table")
         if args.phase == "generate":
             os.makedirs(raw_dir, exist_ok=True)
             result = phase_generate(raw_dir, args.rows, args.generator, args.seed)
         elif args.phase == "prepare":
             result = phase_prepare(raw_dir, out_dir)
+        elif args.phase == "table":
+            result = phase_table(raw_dir, table_dir, args.seed)
+        elif args.phase == "generic":
+            result = phase_table_generic(table_dir, os.path.join(args.work, "prepared_generic"))
+        elif args.phase == "beam":
+            result = phase_table_beam(table_dir, os.path.join(args.work, "prepared_beam"))
         else:
             result = phase_read(out_dir, args.batch_size)
         print(json.dumps(result))
@@ -215,6 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         gen = _run_child(["--phase", "generate", "--generator", args.generator, *common])
         prep = _run_child(["--phase", "prepare", *common])
         read = _run_child(["--phase", "read", "--batch-size", str(args.batch_size), *common])
+        side = {}
+        if args.beam:
+            side["table"] = _run_child(["--phase", "table", *common])
+            side["generic"] = _run_child(["--phase", "generic", *common])
+            side["beam"] = _run_child(["--phase", "beam", *common])
     finally:
         if not args.keep and not args.work:
             shutil.rmtree(work, ignore_errors=True)
@@ -233,7 +313,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"reader                {read['examples_per_s']:,} examples/s ({read['reader']}, "
         f"batch {read['batch_size']}, {read['examples']:,} examples), peak RSS {read['peak_rss_gib']:.2f} GiB"
     )
-    print(json.dumps({"generate": gen, "prepare": prep, "read": read}))
+    if side:
+        print(
+            f"Parquet table         {side['table']['rows']:,} rows in {side['table']['shards']} shards"
+        )
+        for name, label in (("generic", "single machine"), ("beam", "Beam DirectRunner")):
+            r = side[name]
+            print(
+                f"  {label:<20s}{r['seconds']:8.1f}s  ({r['rows_per_s']:,} rows/s), "
+                f"peak RSS {r['peak_rss_gib']:.2f} GiB, samples {r['samples']}"
+            )
+    print(json.dumps({"generate": gen, "prepare": prep, "read": read, **side}))
     return 0
 
 

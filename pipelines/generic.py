@@ -141,18 +141,11 @@ def build_dataset(
         columns = history_columns(ps, data, encoded, out_rows)
 
     sizes = {s: len(rows_of[s]) for s in schema.SPLITS}
-    spec = schema.DatasetSpec(
-        name=ps.name,
-        fields=tuple(field_specs),
-        max_len=ps.max_len,
-        label=ps.label,
-        time_field=ps.timestamp,
-        user_key=ps.user_key,
-        time_unit=float(ps.time_unit),
-        time_clip=int(ps.time_clip),
+    spec = ps.dataset_spec(
+        field_specs,
         has_oracle=data.oracle is not None,
         split_sizes=sizes,
-        extra={"pipeline": ps.to_dict(), "rows_in": data.rows_in, **dict(extra or {})},
+        extra={"rows_in": data.rows_in, **dict(extra or {})},
     )
     tables: dict[str, dict[str, np.ndarray]] = {}
     start = 0

@@ -205,16 +205,20 @@ class CleanedTable:
     categorical: dict[str, tuple[np.ndarray, np.ndarray]]  # codes (-1 missing), raw values
     numeric: dict[str, tuple[np.ndarray, np.ndarray]]  # float64 values, missing mask
     oracle: np.ndarray | None  # float32
+    users: np.ndarray | None = None  # raw user key of each group id (object array of str)
 
     @property
     def rows(self) -> int:
         return len(self.times)
 
 
-def clean_table(df: pd.DataFrame, ps: PipelineSpec) -> CleanedTable:
-    """Parse every column and drop unusable rows, counting each by its first reason."""
+def clean_table(df: pd.DataFrame, ps: PipelineSpec, *, allow_empty: bool = False) -> CleanedTable:
+    """Parse every column and drop unusable rows, counting each by its first reason.
+
+    A table with no row left raises, unless ``allow_empty`` (one shard of a larger log).
+    """
     n_in = len(df)
-    user_codes, _ = categorical_codes(df[ps.user_key])
+    user_codes, user_uniques = categorical_codes(df[ps.user_key])
     times, t_missing, t_bad, t_nonint = timestamp_values(df[ps.timestamp], ps.timestamp_format)
     label, l_missing, l_bad = numeric_values(df[ps.label])
     categorical = {}
@@ -252,13 +256,13 @@ def clean_table(df: pd.DataFrame, ps: PipelineSpec) -> CleanedTable:
         if hit:
             dropped[reason] = hit
             keep &= ~mask
-    if not keep.any():
+    if not keep.any() and not allow_empty:
         raise ValueError(
             f"No rows left for dataset {ps.name!r} after cleaning {n_in} rows "
             f"(dropped by reason: {dropped})."
         )
     # Codes are in first-seen order, so the dense ids are too.
-    _, group_id = np.unique(user_codes[keep], return_inverse=True)
+    user_of_group, group_id = np.unique(user_codes[keep], return_inverse=True)
     return CleanedTable(
         rows_in=n_in,
         dropped=dropped,
@@ -268,4 +272,5 @@ def clean_table(df: pd.DataFrame, ps: PipelineSpec) -> CleanedTable:
         categorical={k: (codes[keep], uniques) for k, (codes, uniques) in categorical.items()},
         numeric={k: (v[keep], missing[keep]) for k, (v, missing, _) in numeric.items()},
         oracle=None if oracle is None else oracle[keep].astype(np.float32),
+        users=user_uniques[user_of_group],
     )

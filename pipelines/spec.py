@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -222,6 +222,30 @@ class PipelineSpec:
     def required_columns(self) -> list[str]:
         cols = [self.user_key, self.timestamp, self.label] + [f.name for f in self.fields]
         return list(dict.fromkeys(cols))
+
+    def dataset_spec(
+        self,
+        fields: Sequence[schema.FieldSpec],
+        *,
+        has_oracle: bool,
+        split_sizes: Mapping[str, int],
+        extra: Mapping[str, Any],
+    ) -> schema.DatasetSpec:
+        """The dataset spec of what this pipeline prepared (``fields`` from
+        :func:`pipelines.transforms.field_specs`)."""
+        return schema.DatasetSpec(
+            name=self.name,
+            fields=tuple(fields),
+            max_len=self.max_len,
+            label=self.label,
+            time_field=self.timestamp,
+            user_key=self.user_key,
+            time_unit=float(self.time_unit),
+            time_clip=int(self.time_clip),
+            has_oracle=has_oracle,
+            split_sizes=dict(split_sizes),
+            extra={"pipeline": self.to_dict(), **dict(extra)},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

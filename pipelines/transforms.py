@@ -46,16 +46,36 @@ def build_vocabulary(
         id order, most frequent first, ties by the value's string).
     """
     counts = np.bincount(codes[train_mask & (codes >= 0)], minlength=len(uniques))
-    kept = np.flatnonzero(counts >= min_count)
+    order = vocabulary_order(uniques, counts, min_count)
     id_of_code = np.full(len(uniques), schema.OOV_ID, dtype=np.int64)
-    if kept.size == 0:
-        return id_of_code, []
-    strings = np.asarray(uniques[kept], dtype=str)
-    by_string = np.argsort(strings, kind="stable")
-    by_count = np.argsort(-counts[kept][by_string], kind="stable")
-    order = kept[by_string[by_count]]
     id_of_code[order] = np.arange(schema.NUM_RESERVED_IDS, schema.NUM_RESERVED_IDS + order.size)
     return id_of_code, [str(v) for v in uniques[order]]
+
+
+def vocabulary_order(uniques: np.ndarray, counts: np.ndarray, min_count: int) -> np.ndarray:
+    """Indices of the distinct values seen at least ``min_count`` times, in id order:
+    most frequent first, ties by the value's string."""
+    kept = np.flatnonzero(np.asarray(counts) >= min_count)
+    if kept.size == 0:
+        return kept
+    strings = np.asarray(uniques[kept], dtype=str)
+    by_string = np.argsort(strings, kind="stable")
+    by_count = np.argsort(-np.asarray(counts)[kept][by_string], kind="stable")
+    return kept[by_string[by_count]]
+
+
+def lookup_ids(codes: np.ndarray, id_of_code: np.ndarray) -> np.ndarray:
+    """Ids of coded values (code -1, a missing value, gets the OOV id)."""
+    ids = np.full(len(codes), schema.OOV_ID, dtype=np.int64)
+    present = codes >= 0
+    ids[present] = id_of_code[codes[present]]
+    return ids
+
+
+def scale(values: np.ndarray, missing: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Min-max scaling with the training range ``[lo, hi]`` (float32; missing -> 0)."""
+    scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros(len(values))
+    return np.where(missing, 0.0, scaled).astype(np.float32)
 
 
 def split_rows(times: np.ndarray, ps: PipelineSpec) -> dict[str, np.ndarray]:
@@ -82,37 +102,53 @@ def encode_fields(
     """
     encoded: dict[str, np.ndarray] = {}
     vocabs: dict[str, list[str]] = {}
-    field_specs: list[schema.FieldSpec] = []
-    seq_names = {f.name for f in ps.sequential_fields}
+    ranges: dict[str, tuple[float, float]] = {}
     for f in ps.fields:
-        common = dict(name=f.name, role=f.role, type=f.type, sequential=f.name in seq_names)
         if f.type == "categorical":
             codes, uniques = data.categorical.pop(f.name)
             if f.hash_buckets is not None:  # no vocabulary: every value has its bucket
                 id_of_code = hashing.hashed_ids_numpy(uniques, f.hash_buckets)
-                vocab_size = f.hash_buckets + schema.NUM_RESERVED_IDS
-                common["hash_buckets"] = f.hash_buckets
             else:
                 id_of_code, vocabs[f.name] = build_vocabulary(
                     codes, uniques, train_mask, ps.min_count
                 )
-                vocab_size = len(vocabs[f.name]) + schema.NUM_RESERVED_IDS
-            ids = np.full(len(codes), schema.OOV_ID, dtype=np.int64)
-            present = codes >= 0
-            ids[present] = id_of_code[codes[present]]
-            encoded[f.name] = ids
-            field_specs.append(schema.FieldSpec(**common, vocab_size=vocab_size))
+            encoded[f.name] = lookup_ids(codes, id_of_code)
         else:
             values, missing = data.numeric.pop(f.name)
             train_values = values[train_mask & ~missing]
             lo = float(train_values.min()) if train_values.size else 0.0
             hi = float(train_values.max()) if train_values.size else 0.0
-            scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros(len(values))
-            encoded[f.name] = np.where(missing, 0.0, scaled).astype(np.float32)
-            field_specs.append(schema.FieldSpec(**common, min=lo, max=hi))
+            ranges[f.name] = (lo, hi)
+            encoded[f.name] = scale(values, missing, lo, hi)
+    return encoded, vocabs, field_specs(ps, vocabs, ranges)
+
+
+def field_specs(
+    ps: PipelineSpec,
+    vocabs: dict[str, list[str]],
+    ranges: dict[str, tuple[float, float]],
+) -> list[schema.FieldSpec]:
+    """The field specs of the dataset spec, from the vocabularies (field -> values in
+    id order) and the training ranges of numeric fields (field -> (min, max)); with
+    ``feedback`` on, adds the feedback field and its vocabulary to ``vocabs``."""
+    specs: list[schema.FieldSpec] = []
+    seq_names = {f.name for f in ps.sequential_fields}
+    for f in ps.fields:
+        common = dict(name=f.name, role=f.role, type=f.type, sequential=f.name in seq_names)
+        if f.type != "categorical":
+            lo, hi = ranges[f.name]
+            specs.append(schema.FieldSpec(**common, min=lo, max=hi))
+        elif f.hash_buckets is not None:
+            vocab_size = f.hash_buckets + schema.NUM_RESERVED_IDS
+            specs.append(
+                schema.FieldSpec(**common, vocab_size=vocab_size, hash_buckets=f.hash_buckets)
+            )
+        else:
+            vocab_size = len(vocabs[f.name]) + schema.NUM_RESERVED_IDS
+            specs.append(schema.FieldSpec(**common, vocab_size=vocab_size))
     if ps.feedback:
         vocabs[schema.FEEDBACK_FIELD] = list(schema.FEEDBACK_VALUES)
-        field_specs.append(
+        specs.append(
             schema.FieldSpec(
                 name=schema.FEEDBACK_FIELD,
                 role="context",
@@ -122,7 +158,7 @@ def encode_fields(
                 history_only=True,
             )
         )
-    return encoded, vocabs, field_specs
+    return specs
 
 
 def history_columns(

@@ -52,6 +52,17 @@ def shard_paths(out_dir: str, split: str, num_shards: int) -> list[str]:
     ]
 
 
+def shard_counts(sizes: dict[str, int], num_shards: int | None = None) -> dict[str, int]:
+    """TFRecord shards of each split: ``num_shards`` (None: about 100k samples a shard)
+    for training, proportionally fewer for valid and test (at least 1)."""
+    n_train = sizes["train"]
+    train_shards = num_shards or max(1, -(-n_train // 100_000))
+    return {
+        s: train_shards if s == "train" else max(1, -(-train_shards * sizes[s] // max(n_train, 1)))
+        for s in schema.SPLITS
+    }
+
+
 def write_dataset(
     result: PrepareResult,
     out_dir: str,
@@ -85,13 +96,9 @@ def write_dataset(
         schema.write_vocab(out_dir, name, values)
     if records:
         kinds = record_features(spec)
-        n_train = len(tables["train"][spec.label])
-        train_shards = num_shards or max(1, -(-n_train // 100_000))
+        counts = shard_counts({s: len(tables[s][spec.label]) for s in schema.SPLITS}, num_shards)
         for s in schema.SPLITS:
-            rows = len(tables[s][spec.label])
-            shards = (
-                train_shards if s == "train" else max(1, -(-train_shards * rows // max(n_train, 1)))
-            )
+            rows, shards = len(tables[s][spec.label]), counts[s]
             os.makedirs(os.path.join(out_dir, s), exist_ok=True)
             bounds = np.linspace(0, rows, shards + 1).round().astype(int)
             for path, a, b in zip(
