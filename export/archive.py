@@ -2,7 +2,8 @@
 
 :func:`write_saved_model` writes one SavedModel: the trained model behind the raw
 encoder (:class:`export.raw_encoder.RawFeatureEncoder`), with the signatures of
-:mod:`export.contract` and the contract file beside it. It uses Keras' export API
+:mod:`export.contract`, the contract file and TF Serving's warm-up requests
+(:mod:`export.warmup`) beside it. It uses Keras' export API
 (:class:`keras.export.ExportArchive`), so that session-based loaders
 (``saved_model_cli run``, TensorFlow Serving) restore its variables; a Keras 3 model
 saved with plain ``tf.saved_model.save`` does not load there.
@@ -38,6 +39,7 @@ from export.contract import (
     serving_input_signature,
 )
 from export.raw_encoder import RawFeatureEncoder
+from export.warmup import warmup_logs, write_warmup_file
 from feseq_tf import raw_format
 from feseq_tf.schema import DatasetSpec
 
@@ -108,7 +110,8 @@ def write_saved_model(
 
     Besides the SavedModel it writes ``assets.extra/feseq_serving.json``: the serving
     contract (inputs, history format, max_len, an example request) for humans and
-    clients. :func:`write_version` writes it as a version, atomically (as
+    clients, and ``assets.extra/tf_serving_warmup_requests``: the requests TF Serving
+    replays when it loads the version (:mod:`export.warmup`). :func:`write_version` writes it as a version, atomically (as
     :func:`export.savedmodel.export_run` does).
 
     Returns:
@@ -130,6 +133,7 @@ def write_saved_model(
     os.makedirs(os.path.join(path, os.path.dirname(CONTRACT_FILE)), exist_ok=True)
     with open(os.path.join(path, CONTRACT_FILE), "w") as fh:
         json.dump(contract, fh, indent=2)
+    write_warmup_file(path, warmup_logs(spec, vocabularies, model_name=model_name))
     return path
 
 

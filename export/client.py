@@ -15,7 +15,9 @@ fit one rectangular request). Requests use TF Serving's row format
 The raw-value rules (canonical strings, missing-value tokens, the history separator)
 are those of :mod:`feseq_tf.raw_format`, which the pipelines and the serving graph
 apply too. Only the Python standard library is used: the client does not need
-TensorFlow.
+TensorFlow. ``--grpc HOST:8500`` sends the same rows over TF Serving's gRPC API through
+:mod:`export.grpc_client`, imported only then (it needs ``grpcio`` and
+``tensorflow-serving-api``).
 """
 
 from __future__ import annotations
@@ -317,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="http://localhost:8501",
         help="server root (default: http://localhost:8501)",
     )
+    p.add_argument(
+        "--grpc",
+        metavar="HOST:PORT",
+        help="send the rows over TF Serving's gRPC API at HOST:PORT (e.g. localhost:8500) "
+        "instead of REST; needs grpcio and tensorflow-serving-api (--url and --format unused)",
+    )
     p.add_argument("--model", default=DEFAULT_MODEL, help="model name (default: feseq)")
     p.add_argument("--version", type=int, help="model version (default: the latest served)")
     p.add_argument(
@@ -340,7 +348,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         rows = read_rows(args.rows)
-        client = ServingClient(args.url, args.model, version=args.version, timeout=args.timeout)
+        if args.grpc:
+            from export.grpc_client import GrpcServingClient  # loads gRPC and TensorFlow
+
+            client = GrpcServingClient(
+                args.grpc, args.model, version=args.version, timeout=args.timeout
+            )
+        else:
+            client = ServingClient(args.url, args.model, version=args.version, timeout=args.timeout)
         if args.attention:
             for start in range(0, len(rows), args.batch_size):
                 out = client.predict(

@@ -17,7 +17,14 @@ an empty body, a missing or unknown input, a value of the wrong JSON type, a bod
 model, version or URL. ``--enable-batching`` merges concurrent requests into one model
 call (as TF Serving's ``--enable_batching`` does; a call waits up to
 ``--batch-timeout-micros`` for the requests of the other open connections). It does not
-poll for new versions or speak gRPC.
+speak gRPC.
+
+Versions as TF Serving's default policy (``latest``, one version): a version replays its
+warm-up requests (``assets.extra/tf_serving_warmup_requests``) before it serves; the
+base path is polled every ``--file-system-poll-wait-seconds`` (default 1) and a new
+largest version is loaded, warmed up and swapped in atomically; one that fails to load
+leaves the served version serving, its error in the model status
+(:mod:`~export.devserver.versions`).
 
 Command line::
 
@@ -29,7 +36,8 @@ Command line::
 :mod:`~export.devserver.servable` (loading a version, calling its signatures),
 :mod:`~export.devserver.batching` (merging concurrent requests),
 :mod:`~export.devserver.routing` (the REST URLs), :mod:`~export.devserver.http_server`
-(the HTTP transport, a background server) and :mod:`~export.devserver.cli`.
+(the HTTP transport, a background server), :mod:`~export.devserver.versions` (polling
+and swapping versions) and :mod:`~export.devserver.cli`.
 TensorFlow is imported only when a model is loaded.
 """
 
@@ -46,15 +54,18 @@ from export.devserver.http_server import (
 from export.devserver.protocol import DEFAULT_SIGNATURE, RequestError
 from export.devserver.routing import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES, ModelServer
 from export.devserver.servable import ServableVersion, latest_version
+from export.devserver.versions import DEFAULT_POLL_WAIT_SECONDS, ModelVersions
 
 __all__ = [
     "DEFAULT_BATCH_TIMEOUT_MICROS",
     "DEFAULT_MAX_BATCH_SIZE",
     "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_POLL_WAIT_SECONDS",
     "DEFAULT_PORT",
     "DEFAULT_SIGNATURE",
     "BackgroundServer",
     "ModelServer",
+    "ModelVersions",
     "RequestError",
     "ServableVersion",
     "build_parser",

@@ -9,6 +9,7 @@ merging amortises, and a second thread per op only adds wake-ups at that size.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from export.devserver.batching import DEFAULT_BATCH_TIMEOUT_MICROS
@@ -18,7 +19,10 @@ from export.devserver.routing import (
     DEFAULT_MAX_REQUEST_BYTES,
     ModelServer,
 )
+from export.devserver.versions import DEFAULT_POLL_WAIT_SECONDS
 from feseq_tf import tf_logging
+
+DEFAULT_GRPC_PORT = 8500  # TF Serving's --port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="REST port (default: 8501; 0 picks one)"
+    )
+    p.add_argument(
+        "--grpc-port",
+        type=int,
+        default=DEFAULT_GRPC_PORT,
+        help="gRPC port of TF Serving's PredictionService and ModelService (default: 8500; "
+        "0 serves no gRPC)",
     )
     p.add_argument(
         "--max-request-bytes",
@@ -88,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="TensorFlow threads running independent ops (default: 0, TensorFlow's choice)",
     )
+    p.add_argument(
+        "--file-system-poll-wait-seconds",
+        type=float,
+        default=DEFAULT_POLL_WAIT_SECONDS,
+        help="seconds between looks at the base path for a new version, which is loaded, "
+        "warmed up and swapped in (as TF Serving's --file_system_poll_wait_seconds); "
+        f"0 never looks (default: {DEFAULT_POLL_WAIT_SECONDS:g})",
+    )
     p.add_argument("--verbose", action="store_true", help="log every request")
     return p
 
@@ -95,7 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Serve the latest version under ``--model-base-path`` until interrupted; 0 on a
     clean stop, 2 (with a one-line error) when the model cannot be loaded."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.file_system_poll_wait_seconds >= 0:
+        parser.error(
+            f"--file-system-poll-wait-seconds must be >= 0, got {args.file_system_poll_wait_seconds}"
+        )
+    if not logging.getLogger().handlers:  # loads, warm-ups and version swaps
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     tf_logging.import_tensorflow()  # C++ logs: warnings and errors
     if args.intra_op_threads or args.inter_op_threads:
         import tensorflow as tf
@@ -117,12 +143,26 @@ def main(argv: list[str] | None = None) -> int:
             max_batch_rows=args.max_batch_rows,
             batch_threads=args.num_batch_threads,
             batch_timeout_micros=args.batch_timeout_micros,
+            poll_wait_s=args.file_system_poll_wait_seconds,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     httpd = make_http_server(model_server, args.host, args.port, verbose=args.verbose)
     host, port = httpd.server_address[:2]
+    grpc_server = None
+    if args.grpc_port:
+        from export.devserver.grpc_server import make_grpc_server
+
+        try:
+            grpc_server, grpc_port = make_grpc_server(model_server, args.host, args.grpc_port)
+        except OSError as err:
+            print(f"error: {err}", file=sys.stderr)
+            httpd.server_close()
+            model_server.close()
+            return 2
+        grpc_server.start()
+        print(f"serving gRPC (TF Serving's PredictionService) at {host}:{grpc_port}", flush=True)
     for servable in model_server.models.values():
         print(
             f"serving model {servable.name!r} version {servable.version} from {servable.path} "
@@ -135,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if grpc_server is not None:
+            grpc_server.stop(None)
         httpd.server_close()
         model_server.close()
     return 0

@@ -128,6 +128,34 @@ def predict_reply(outputs: Mapping[str, np.ndarray], row_format: bool) -> dict[s
     return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
 
 
+def columnar_request(signature_name: str, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The columnar REST request equivalent to named input arrays (the tensors of a gRPC
+    ``Predict``), so that :func:`parse_predict` checks both APIs' requests with the same
+    code and refuses them with the same message: strings become JSON strings (bytes
+    that are not UTF-8, ``{"b64": ...}``), numbers and booleans their JSON values."""
+    return {
+        "signature_name": signature_name,
+        "inputs": {name: _json_value(array) for name, array in arrays.items()},
+    }
+
+
+def _json_value(array: np.ndarray) -> Any:
+    if array.dtype.kind not in "OSU":
+        return array.tolist()
+    flat = np.empty(array.size, dtype=object)
+    flat[:] = [_json_string(v) for v in array.ravel()]
+    return flat.reshape(array.shape).tolist()
+
+
+def _json_string(value: Any) -> Any:
+    if not isinstance(value, bytes):
+        return value if isinstance(value, str) else str(value)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(value).decode("ascii")}
+
+
 def row_arrays(signature: Signature, instances: Any, max_batch: int) -> dict[str, np.ndarray]:
     """The input arrays of a row-format request (``"instances"``)."""
     if not isinstance(instances, list):
