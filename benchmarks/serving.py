@@ -2,6 +2,7 @@
 
     python -m benchmarks.serving [--model-base-path EXPORT/feseq | --run-dir RUN]
                                  [--requests 1000] [--concurrency 8] [--large-batch 256]
+                                 [--duration 60 --rate 20 [--grpc] [--soak-only]]
 
 Starts the development model server (``python -m export.devserver --enable-batching
 --intra-op-threads 1``; ``--no-batching`` leaves merging off, ``--server-arg`` adds or
@@ -17,7 +18,11 @@ as JSON and checked):
 3. ``--large-requests`` requests of ``--large-batch`` rows: rows/s;
 4. with the server stopped, one ``serving_default`` call in this process (inputs already
    tensors, one thread per op as in the server) at 1, 8 and ``--large-batch`` rows: what
-   the model itself costs, apart from HTTP, JSON and merging.
+   the model itself costs, apart from HTTP, JSON and merging;
+5. with ``--duration`` (seconds), a soak phase (:mod:`benchmarks.serving_soak`): a fixed
+   request rate (``--rate``) of mixed sizes (1 to 256 rows) with 5 % bad requests, every
+   other one over gRPC with ``--grpc``, every answer checked, the server's RSS at start
+   and end (``--soak-only`` runs it alone).
 
 Rows are random raw rows of the model's request contract (vocabulary values with a
 share of unseen ones, histories of 0 to max_len + 2 entries as '^'-joined strings).
@@ -27,7 +32,8 @@ untrained weights over an Ele.me-shaped dataset spec, exported to a temporary
 directory: serving cost does not depend on the weights' values (``--model-size tiny``
 exports a model too small to cost anything instead: its figures are the floor of the
 server itself, HTTP, JSON, merging and the raw-feature encoder). Any request that does
-not answer 200 counts as an error; the exit status is 1 when there was one.
+not answer 200 counts as an error; the exit status is 1 when there was one (or when
+the soak saw an unexpected answer or RSS growth of 10 % or more).
 
 The clients are closed-loop (each sends its next request when the previous one is
 answered), so at concurrency C the latency is about C / throughput: the server's CPU
@@ -52,103 +58,17 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.http_exchange import Exchange, predict_requests
+from benchmarks.serving_model import MODEL_SIZES, eleme_shaped_export, request_rows
+from benchmarks.serving_soak import WARMUP_S as SOAK_WARMUP_S
+from benchmarks.serving_soak import format_report, run_soak, soak_failed
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER_START_TIMEOUT_S = 180
 # One TensorFlow thread per op: the server's batch threads run merged calls side by
 # side, and a model call over a few rows gains nothing from a second thread per op but
 # its wake-ups (about 0.25 ms of CPU per batch-1 request with 8 clients on 2 cores).
 SERVER_THREAD_ARGS = ["--intra-op-threads", "1"]
-
-
-# --model-size: the paper's Ele.me configuration, or a model too small to cost anything,
-# whose figures are those of the server itself (HTTP, JSON, batching, raw-feature encoder).
-MODEL_SIZES = {
-    "paper": {},
-    "tiny": dict(
-        embedding_dim=4,
-        input_interaction_layers=1,
-        target_interaction_layers=1,
-        transformer_heads=2,
-        pooling_hidden=8,
-        mlp_units=[16],
-    ),
-}
-
-
-def _eleme_shaped_export(
-    directory: str, precision: str = "float32", vocab_rows: int = 2000, size: str = "paper"
-) -> str:
-    """Export an untrained FESeq (``MODEL_SIZES[size]``) over an Ele.me-shaped spec; its
-    base path."""
-    import keras
-
-    from benchmarks.train_throughput import eleme_shaped_spec
-    from export.savedmodel import write_saved_model
-    from feseq_tf.config import ModelConfig
-    from feseq_tf.models.feseq import FESeq
-    from feseq_tf.schema import DatasetSpec, FieldSpec, write_vocab
-
-    shaped = eleme_shaped_spec()
-    vocab_dir = os.path.join(directory, "run")
-    fields = []
-    for f in shaped.fields:
-        if f.is_categorical:
-            n = min(f.vocab_size - 2, vocab_rows)
-            write_vocab(vocab_dir, f.name, [f"{f.name[:3]}{i}" for i in range(n)])
-            fields.append(FieldSpec(f.name, f.role, f.type, f.sequential, vocab_size=n + 2))
-        else:
-            fields.append(FieldSpec(f.name, f.role, f.type, f.sequential, min=0.0, max=100.0))
-    spec = DatasetSpec(name="eleme_shape", fields=tuple(fields), max_len=shaped.max_len)
-    keras.utils.set_random_seed(0)
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
-        model = FESeq(spec, ModelConfig(**MODEL_SIZES[size]), name="feseq")
-    finally:
-        keras.config.set_dtype_policy(previous)
-    base = os.path.join(directory, "export", "feseq")
-    write_saved_model(model, spec, os.path.join(vocab_dir, "vocab"), os.path.join(base, "1"))
-    spec.save(os.path.join(base, "1", "assets.extra"))
-    return base
-
-
-def _request_rows(version_dir: str, n: int, seed: int) -> list[dict[str, Any]]:
-    """Random raw rows for the exported model (histories '^'-joined)."""
-    from export.savedmodel import CONTRACT_FILE, example_rows, to_request_row
-    from feseq_tf.schema import DatasetSpec
-
-    with open(os.path.join(version_dir, CONTRACT_FILE)) as fh:
-        contract = json.load(fh)
-    spec_path = os.path.join(version_dir, "assets.extra", "dataset_spec.json")
-    if os.path.exists(spec_path):
-        spec = DatasetSpec.load(spec_path)
-    else:  # rebuild the field list from the contract: enough for random rows
-        from feseq_tf.schema import FieldSpec
-
-        names = {i["name"]: i for i in contract["inputs"]}
-        fields = []
-        for name, info in names.items():
-            if info["kind"] in ("categorical", "numeric"):
-                sequential = f"{name}_list" in names
-                role = "item" if sequential else "user"
-                fields.append(FieldSpec(name, role, info["kind"], sequential, vocab_size=2))
-        spec = DatasetSpec(name="contract", fields=tuple(fields), max_len=contract["max_len"])
-    vocabs = _vocabularies(version_dir)
-    rows = example_rows(spec, vocabs, n, seed=seed)
-    return [to_request_row(spec, r) for r in rows]
-
-
-def _vocabularies(version_dir: str) -> dict[str, list[str]]:
-    from export.raw_encoder import KEY_SEPARATOR, VOCABULARY_ASSET
-
-    vocabs: dict[str, list[str]] = {}
-    path = os.path.join(version_dir, "assets", VOCABULARY_ASSET)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8", newline="\n") as fh:
-            for line in fh:
-                field, _, value = line.rstrip("\n").partition(KEY_SEPARATOR)
-                vocabs.setdefault(field, []).append(value)
-    return vocabs
 
 
 def _start_server(
@@ -184,88 +104,6 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
-class _Exchange:
-    """One keep-alive client connection of the load generator (TCP_NODELAY, non-blocking).
-
-    It sends a prepared request (head and body) and parses the reply incrementally: the
-    status line, the headers (Content-Length framing) and the body. All connections of a
-    phase are driven by one thread through ``selectors`` (as event-loop load generators
-    such as wrk do), so that the clients neither contend for Python's GIL nor cost the
-    machine, which the server shares, more than a few tens of microseconds per request;
-    eight client threads cost about as much CPU as the server itself and their GIL
-    hand-offs add milliseconds to the measured latencies.
-    """
-
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60.0)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.setblocking(False)
-        self._buf = b""
-        self._out = b""
-        self.started = 0.0
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, request: bytes) -> bool:
-        """Start sending ``request``; True when it all went out at once."""
-        self.started = time.perf_counter()
-        self._out = request
-        return self.flush()
-
-    def flush(self) -> bool:
-        """Send what is left of the request; True when nothing is left."""
-        try:
-            sent = self.sock.send(self._out)
-        except BlockingIOError:
-            sent = 0
-        self._out = self._out[sent:]
-        return not self._out
-
-    def receive(self) -> tuple[int, bytes, bool] | None:
-        """Read what arrived; (status, body, server closes) once a reply is complete."""
-        try:
-            data = self.sock.recv(1 << 16)
-        except BlockingIOError:
-            return None
-        if not data:
-            raise ConnectionError("the server closed the connection")
-        self._buf += data
-        end = self._buf.find(b"\r\n\r\n")
-        if end < 0:
-            return None
-        head = self._buf[:end].split(b"\r\n")
-        status_line = head[0].split(None, 2)
-        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/"):
-            raise ConnectionError(f"not an HTTP status line: {head[0][:100]!r}")
-        length, close = None, False
-        for line in head[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"connection":
-                close = value.strip().lower() == b"close"
-            elif name == b"transfer-encoding":
-                raise ConnectionError(f"unexpected Transfer-Encoding: {value.strip()!r}")
-        if length is None:
-            raise ConnectionError("a reply without Content-Length")
-        if len(self._buf) < end + 4 + length:
-            return None
-        body = self._buf[end + 4 : end + 4 + length]
-        self._buf = self._buf[end + 4 + length :]
-        return int(status_line[1]), body, close
-
-
-def _requests(port: int, model: str, bodies: list[bytes]) -> list[bytes]:
-    """Complete HTTP/1.1 predict requests (head and JSON body) for ``bodies``."""
-    head = (
-        f"POST /v1/models/{model}:predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n"
-    )
-    return [head.format(len(body)).encode("ascii") + body for body in bodies]
-
-
 def _run_phase(
     port: int,
     model: str,
@@ -280,18 +118,18 @@ def _run_phase(
     than latency). Each reply is parsed as JSON and must hold one prediction per row sent."""
     errors: list[str] = []
     latencies: list[float] = []
-    prepared = _requests(port, model, bodies)
+    prepared = predict_requests(port, model, bodies)
     rows = [len(json.loads(body)["instances"]) for body in bodies]
     selector = selectors.DefaultSelector()
     issued = 0  # requests handed to a connection so far
-    in_flight: dict[_Exchange, int] = {}  # connection -> index of its request
+    in_flight: dict[Exchange, int] = {}  # connection -> index of its request
 
-    def drop(conn: _Exchange) -> None:
+    def drop(conn: Exchange) -> None:
         in_flight.pop(conn, None)
         selector.unregister(conn.sock)
         conn.close()
 
-    def issue(conn: _Exchange | None) -> None:
+    def issue(conn: Exchange | None) -> None:
         """Send the next request on ``conn`` (a new connection when None), or close it
         when all requests are out. A request that cannot be sent counts as an error."""
         nonlocal issued
@@ -299,7 +137,7 @@ def _run_phase(
             i, issued = issued, issued + 1
             try:
                 if conn is None:
-                    conn = _Exchange(port)
+                    conn = Exchange(port)
                     selector.register(conn.sock, selectors.EVENT_READ, conn)
                 in_flight[conn] = i
                 done = conn.send(prepared[i % len(prepared)])
@@ -315,7 +153,7 @@ def _run_phase(
         if conn is not None:
             drop(conn)
 
-    def fail(conn: _Exchange, message: str) -> None:
+    def fail(conn: Exchange, message: str) -> None:
         errors.append(message)
         drop(conn)
         issue(None)  # a fresh connection takes the client's next request
@@ -472,75 +310,67 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="extra argument for python -m export.devserver (repeatable)",
     )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="seconds of the soak phase: --rate requests a second of 1 to --soak-max-rows "
+        "rows, 5 %% bad, every answer checked, the server's RSS at start and end "
+        "(default: 0, no soak)",
+    )
+    p.add_argument(
+        "--rate", type=float, default=20.0, help="soak requests per second (default: 20)"
+    )
+    p.add_argument(
+        "--soak-max-rows", type=int, default=256, help="most rows of a soak request (default: 256)"
+    )
+    p.add_argument(
+        "--soak-warmup",
+        type=float,
+        default=SOAK_WARMUP_S,
+        help="seconds of the same load before the soak's start RSS is read: the server's "
+        "memory rises most in its first seconds of mixed-size load (new batch shapes) "
+        f"(default: {SOAK_WARMUP_S:g})",
+    )
+    p.add_argument(
+        "--grpc",
+        action="store_true",
+        help="the server also serves gRPC, and the soak sends every other request over it",
+    )
+    p.add_argument(
+        "--soak-only",
+        action="store_true",
+        help="run the soak phase alone (not the closed-loop phases and the in-process calls)",
+    )
     p.add_argument("--output", help="also write the results as JSON here")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    for name in ("requests", "concurrency", "large_batch", "large_requests"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1")
-    import tensorflow as tf
+def _free_port() -> int:
+    """A TCP port nothing listens on now (for the server's gRPC port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    # The in-process model calls (the last phase) run as the server's: one thread per op.
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    with tempfile.TemporaryDirectory(prefix="feseq_serving_bench_") as tmp:
-        if args.model_base_path:
-            base, model_desc = args.model_base_path, args.model_base_path
-        elif args.run_dir:
-            from export.savedmodel import export_run
 
-            base = os.path.dirname(export_run(args.run_dir, tmp))
-            model_desc = f"run {args.run_dir}"
-        else:
-            print(f"exporting an untrained {args.model_size} FESeq (Ele.me shape)...", flush=True)
-            base = _eleme_shaped_export(tmp, args.precision, size=args.model_size)
-            what = "paper Ele.me configuration" if args.model_size == "paper" else "tiny model"
-            model_desc = f"{what}, untrained weights, {args.precision}"
-        from export.devserver import latest_version
+def _closed_loop_phases(
+    port: int, model: str, rows: list[dict[str, Any]], args: argparse.Namespace, pid: int
+) -> dict[str, Any]:
+    """Phases 1-3 (after a warm-up): batch 1 concurrent and sequential, large batches."""
+    small = _bodies(rows, 1, 500)
+    large = _bodies(rows, args.large_batch, 8)
+    _run_phase(port, model, small, 50, min(args.concurrency, 4))  # warm-up
+    _run_phase(port, model, large, 4, 2)
+    return {
+        "batch_1": _run_phase(port, model, small, args.requests, args.concurrency, pid),
+        "batch_1_sequential": _run_phase(port, model, small, args.sequential_requests, 1, pid),
+        f"batch_{args.large_batch}": _run_phase(
+            port, model, large, args.large_requests, args.concurrency, pid
+        ),
+    }
 
-        version, version_dir = latest_version(base)
-        model = os.path.basename(os.path.normpath(base))
-        rows = _request_rows(version_dir, max(args.large_batch, 512), args.seed)
-        server_args = (
-            ([] if args.no_batching else ["--enable-batching"])
-            + SERVER_THREAD_ARGS
-            + args.server_arg
-        )
-        proc, port = _start_server(base, server_args, tmp)
-        try:
-            small = _bodies(rows, 1, 500)
-            large = _bodies(rows, args.large_batch, 8)
-            _run_phase(port, model, small, 50, min(args.concurrency, 4))  # warm-up
-            _run_phase(port, model, large, 4, 2)
-            results = {
-                "model": model_desc,
-                "server_args": server_args,
-                "cpu_count": os.cpu_count(),
-                "load_average_1min": round(os.getloadavg()[0], 2),
-                "batch_1": _run_phase(
-                    port, model, small, args.requests, args.concurrency, proc.pid
-                ),
-                "batch_1_sequential": _run_phase(
-                    port, model, small, args.sequential_requests, 1, proc.pid
-                ),
-                f"batch_{args.large_batch}": _run_phase(
-                    port, model, large, args.large_requests, args.concurrency, proc.pid
-                ),
-            }
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-        results["model_call_ms"] = _model_call_ms(version_dir, rows, (1, 8, args.large_batch))
-    big = results[f"batch_{args.large_batch}"]
-    big["rows_per_s"] = round(big["requests_per_s"] * args.large_batch, 1)
-    errors = sum(r["errors"] for k, r in results.items() if k.startswith("batch_"))
-    print(
-        f"model: {results['model']}; loopback, {args.concurrency} concurrent clients, "
-        f"{results['cpu_count']} CPUs, load average {results['load_average_1min']}; "
-        f"server: python -m export.devserver {' '.join(results['server_args'])}"
-    )
+
+def _print_phases(results: dict[str, Any]) -> None:
     print(
         f"{'phase':<22}{'requests':>9}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
         f"{'req/s':>9}{'rows/s':>10}{'server cpu ms/req':>19}{'errors':>8}"
@@ -558,11 +388,93 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"one serving_default call in-process, one thread per op (no HTTP, JSON, merging): {calls}"
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("requests", "concurrency", "large_batch", "large_requests"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1")
+    if args.duration < 0 or args.rate <= 0 or args.soak_warmup < 0:
+        raise SystemExit("--duration and --soak-warmup must be >= 0 and --rate > 0")
+    if args.soak_only and not args.duration:
+        raise SystemExit("--soak-only needs --duration SECONDS")
+    import tensorflow as tf
+
+    # The in-process model calls (the last phase) run as the server's: one thread per op.
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    with tempfile.TemporaryDirectory(prefix="feseq_serving_bench_") as tmp:
+        if args.model_base_path:
+            base, model_desc = args.model_base_path, args.model_base_path
+        elif args.run_dir:
+            from export.savedmodel import export_run
+
+            base = os.path.dirname(export_run(args.run_dir, tmp))
+            model_desc = f"run {args.run_dir}"
+        else:
+            print(f"exporting an untrained {args.model_size} FESeq (Ele.me shape)...", flush=True)
+            base = eleme_shaped_export(tmp, args.precision, size=args.model_size)
+            what = "paper Ele.me configuration" if args.model_size == "paper" else "tiny model"
+            model_desc = f"{what}, untrained weights, {args.precision}"
+        from export.devserver import latest_version
+
+        version, version_dir = latest_version(base)
+        model = os.path.basename(os.path.normpath(base))
+        rows = request_rows(version_dir, max(args.large_batch, 512), args.seed)
+        grpc_port = _free_port() if args.grpc else 0
+        server_args = (
+            ([] if args.no_batching else ["--enable-batching"])
+            + SERVER_THREAD_ARGS
+            + ["--grpc-port", str(grpc_port)]
+            + args.server_arg
+        )
+        proc, port = _start_server(base, server_args, tmp)
+        results: dict[str, Any] = {
+            "model": model_desc,
+            "server_args": server_args,
+            "cpu_count": os.cpu_count(),
+            "load_average_1min": round(os.getloadavg()[0], 2),
+        }
+        try:
+            if not args.soak_only:
+                results.update(_closed_loop_phases(port, model, rows, args, proc.pid))
+            if args.duration:
+                results["soak"] = run_soak(
+                    port,
+                    model,
+                    rows,
+                    duration_s=args.duration,
+                    rate=args.rate,
+                    grpc_target=f"127.0.0.1:{grpc_port}" if grpc_port else None,
+                    server_pid=proc.pid,
+                    max_rows=args.soak_max_rows,
+                    warmup_s=args.soak_warmup,
+                    seed=args.seed,
+                )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        if not args.soak_only:
+            results["model_call_ms"] = _model_call_ms(version_dir, rows, (1, 8, args.large_batch))
+    print(
+        f"model: {results['model']}; loopback, {args.concurrency} concurrent clients, "
+        f"{results['cpu_count']} CPUs, load average {results['load_average_1min']}; "
+        f"server: python -m export.devserver {' '.join(results['server_args'])}"
+    )
+    errors = sum(r["errors"] for k, r in results.items() if k.startswith("batch_"))
+    if not args.soak_only:
+        big = results[f"batch_{args.large_batch}"]
+        big["rows_per_s"] = round(big["requests_per_s"] * args.large_batch, 1)
+        _print_phases(results)
+    failed = False
+    if "soak" in results:
+        print(format_report(results["soak"]))
+        failed = soak_failed(results["soak"])
     print(json.dumps(results))
     if args.output:
         with open(args.output, "w") as fh:
             json.dump(results, fh, indent=2)
-    return 1 if errors else 0
+    return 1 if errors or failed else 0
 
 
 if __name__ == "__main__":

@@ -109,10 +109,12 @@ def test_the_client_needs_only_the_standard_library_and_the_raw_format():
         for m in imported_modules("export/client.py")
         if m.split(".")[0] not in sys.stdlib_module_names and m != "__future__"
     }
+    # The gRPC client (grpcio, TensorFlow's protos) is imported only for --grpc.
+    ours -= {"export.grpc_client", "export.grpc_client.GrpcServingClient"}
     assert {m for m in ours if m != "feseq_tf" and not m.startswith("feseq_tf.raw_format")} == set()
     code = (
         "import sys, export.client; "
-        "print(sorted({'tensorflow', 'numpy', 'pandas', 'pyarrow'} & set(sys.modules)))"
+        "print(sorted({'tensorflow', 'numpy', 'pandas', 'pyarrow', 'grpc'} & set(sys.modules)))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True

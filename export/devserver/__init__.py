@@ -1,4 +1,4 @@
-"""A development server that answers TensorFlow Serving's REST API for a SavedModel.
+"""A development server that answers TensorFlow Serving's REST and gRPC APIs for a SavedModel.
 
 Production serves the exported model with TensorFlow Serving (``tensorflow/serving``
 Docker image or ``tensorflow_model_server``; see ``export/serving/README.md``). This
@@ -16,8 +16,11 @@ an empty body, a missing or unknown input, a value of the wrong JSON type, a bod
 ``--max-request-bytes`` or a batch over ``--max-batch-size``) and 404 for an unknown
 model, version or URL. ``--enable-batching`` merges concurrent requests into one model
 call (as TF Serving's ``--enable_batching`` does; a call waits up to
-``--batch-timeout-micros`` for the requests of the other open connections). It does not
-speak gRPC.
+``--batch-timeout-micros`` for the requests of the other open connections). On
+``--grpc-port`` (default 8500) it serves TF Serving's gRPC ``PredictionService``
+(``Predict``, ``GetModelMetadata``) and ``ModelService.GetModelStatus`` over the same
+loaded versions and batcher; a bad request gets ``INVALID_ARGUMENT`` with the REST
+API's message (:mod:`~export.devserver.grpc_server`).
 
 Versions as TF Serving's default policy (``latest``, one version): a version replays its
 warm-up requests (``assets.extra/tf_serving_warmup_requests``) before it serves; the
@@ -29,14 +32,15 @@ leaves the served version serving, its error in the model status
 Command line::
 
     python -m export.devserver --model-base-path EXPORT_DIR/feseq [--port 8501]
-        [--enable-batching] [--intra-op-threads 1]
+        [--grpc-port 8500] [--enable-batching] [--intra-op-threads 1]
 
 (``python -m export.serve`` is the same command.) Modules, one job each:
 :mod:`~export.devserver.protocol` (request and reply JSON, errors),
 :mod:`~export.devserver.servable` (loading a version, calling its signatures),
 :mod:`~export.devserver.batching` (merging concurrent requests),
 :mod:`~export.devserver.routing` (the REST URLs), :mod:`~export.devserver.http_server`
-(the HTTP transport, a background server), :mod:`~export.devserver.versions` (polling
+(the HTTP transport, a background server), :mod:`~export.devserver.grpc_server` (the
+gRPC API), :mod:`~export.devserver.versions` (polling
 and swapping versions) and :mod:`~export.devserver.cli`.
 TensorFlow is imported only when a model is loaded.
 """

@@ -199,9 +199,10 @@ class ModelStatusServicer(model_service_pb2_grpc.ModelServiceServicer):
 def _rest_get(model_server: ModelServer, spec: Any, tail: str) -> dict[str, Any]:
     """The REST API's reply to ``GET`` the status (``tail=""``) or metadata of the model
     ``spec`` names; a :class:`RequestError` as REST refuses it."""
-    version = _version(spec)
-    servable = model_server.servable(spec.name, version, spec.version_label or None)
-    path = f"/v1/models/{servable.name}" + (f"/versions/{version}" if version else "") + tail
+    version, label = _version(spec), spec.version_label or None
+    if spec.name not in model_server.versions or label is not None:
+        model_server.servable(spec.name, version, label)  # raises the REST API's 404
+    path = f"/v1/models/{spec.name}" + (f"/versions/{version}" if version else "") + tail
     status, reply = model_server.handle("GET", path, b"")
     if status != 200:
         raise RequestError(status, reply["error"])
