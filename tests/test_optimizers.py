@@ -66,3 +66,20 @@ def test_deduplicated_adam_round_trips_through_its_config():
     restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
     assert type(restored) is DeduplicatedAdam
     assert restored.get_config() == optimizer.get_config()
+
+
+def test_a_model_saved_with_it_loads_where_the_models_are_imported(tmp_path):
+    """``import feseq_tf.models`` (what loading a saved model needs) registers the optimizer."""
+    import subprocess
+    import sys
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=DeduplicatedAdam(1e-3), loss="mse")
+    model.fit(np.ones((4, 2)), np.ones((4, 1)), verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    code = ("import keras, feseq_tf.models; m = keras.models.load_model(%r); "
+            "print(type(m.optimizer).__name__)" % path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "DeduplicatedAdam"
