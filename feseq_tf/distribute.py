@@ -93,8 +93,12 @@ def resolve_strategy_name(name: str, environ: dict[str, str] | None = None) -> s
 def make_strategy(name: str) -> Any:
     """A ``tf.distribute.Strategy`` for a strategy name (``auto`` resolved first).
 
-    ``multi_worker`` also applies the Keras workarounds of :mod:`feseq_tf.keras_compat`.
-    It must be created before any other TensorFlow op runs in the process.
+    Any strategy but the default also applies the Keras workarounds of
+    :mod:`feseq_tf.keras_compat`. A multi-worker strategy must be created before any other
+    TensorFlow op runs in the process.
+
+    Raises:
+        ValueError: an unknown name, a bad ``TF_CONFIG``, or ``multi_worker`` without one.
     """
     import tensorflow as tf
 

@@ -336,8 +336,11 @@ def run(
     from feseq_tf import distribute
 
     # A multi-worker strategy must exist before TensorFlow runs anything in the process.
-    strategy = distribute.make_strategy(config.train.strategy)
-    chief = distribute.is_chief()
+    try:
+        strategy = distribute.make_strategy(config.train.strategy)
+        chief = distribute.is_chief()
+    except ValueError as err:  # TF_CONFIG or the strategy name: a one-line error
+        raise UsageError(str(err)) from None
     if overwrite and chief and os.path.isdir(output_dir):
         shutil.rmtree(output_dir)
     os.makedirs(output_dir, exist_ok=True)

@@ -333,3 +333,14 @@ def test_single_process_run_killed_in_epoch_2_resumes_to_exactly_the_same_metric
     assert resumed["test"] == whole["test"] and resumed["valid"] == whole["valid"]
     assert [h["val_auc"] for h in resumed["history"]] == [h["val_auc"] for h in whole["history"]]
     assert _max_diff(_weights(record, "resumed-end"), _weights(record, "whole-end")) == 0.0
+
+
+def test_multi_worker_without_a_cluster_is_a_one_line_error(two_shard_data, tmp_path):
+    env = _env(TF_CONFIG="{not json")
+    out = subprocess.run(
+        [sys.executable, "-m", "feseq_tf.train", "--dataset", two_shard_data, "--output-dir",
+         str(tmp_path / "run"), "--epochs", "1", "--no-export"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode != 0
+    assert "error: TF_CONFIG is not valid JSON" in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
