@@ -1,4 +1,4 @@
-"""Workarounds for Keras' TensorFlow trainer under ``MultiWorkerMirroredStrategy``.
+"""Workarounds for Keras' TensorFlow trainer under ``tf.distribute`` strategies.
 
 Keras 3 (checked up to 3.16) fails to ``fit`` a model with dict inputs across several
 workers (keras-team/keras#20585, tensorflow/tensorflow#72388), in two places of
@@ -16,11 +16,12 @@ workers (keras-team/keras#20585, tensorflow/tensorflow#72388), in two places of
    dimension 0"). ``axis=None`` averages them across replicas, which is what is meant.
 
 :func:`apply` patches exactly these two spots, only for Keras versions up to
-:data:`CHECKED_UP_TO` and only where the strategy is multi-worker (every other path
-calls Keras' own code unchanged; the build fix applies under every strategy, as the
-same reduce fails for ``MirroredStrategy`` on several devices). ``tests/test_keras_compat.py`` runs two workers on
-loopback *without* the patch and fails once Keras fits there on its own, so the
-workaround gets removed rather than forgotten.
+:data:`CHECKED_UP_TO`: the build fix under any distribution strategy (the same reduce
+fails for ``MirroredStrategy`` over several devices), the scalar fix only under several
+workers; without a strategy Keras' own code runs unchanged.
+``tests/test_distribute.py::test_keras_still_needs_the_multi_worker_workarounds`` runs two
+workers on loopback *without* the patch and fails once Keras fits there on its own, so
+the workaround gets removed rather than forgotten.
 """
 
 from __future__ import annotations
