@@ -13,6 +13,7 @@ import platform
 import random
 import sys
 import time
+import weakref
 from typing import Any
 
 import keras
@@ -98,9 +99,14 @@ def predict_split(
         return np.asarray(model.predict(ds, verbose=0), dtype=np.float64).reshape(-1)
     # Under several workers model.predict would split the split among them; every worker
     # scores all of it here instead (no collective ops), so each sees the exact metric.
-    forward = tf.function(lambda x: model(x, training=False))
+    if model not in _FORWARDS:  # traced once per model, not once per epoch
+        _FORWARDS[model] = tf.function(lambda x: model(x, training=False))
+    forward = _FORWARDS[model]
     parts = [np.asarray(forward(x), dtype=np.float64).reshape(-1) for x in ds]
     return np.concatenate(parts) if parts else np.zeros((0,))
+
+
+_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _multi_worker(model: keras.Model) -> bool:
