@@ -103,22 +103,28 @@ def parity_setup(tiny_trained_run, tmp_path_factory):
     """A perturbed copy of the tiny model (so that wrong ids change the output), its
     raw-feature SavedModel, the raw test rows and the matching records."""
     model, spec = savedmodel.load_run(tiny_trained_run.run_dir)
-    _perturb(model)
-    path = str(tmp_path_factory.mktemp("parity") / "saved_model")
-    archive.write_saved_model(model, spec, os.path.join(tiny_trained_run.run_dir, "vocab"), path)
     rows, raw_times = _raw_test_rows(tiny_trained_run.dataset_dir, spec)
     records = _records(tiny_trained_run.dataset_dir)
     np.testing.assert_array_equal(records[spec.time_field], raw_times)  # same rows, same order
-    loaded = tf.saved_model.load(path)
-    encoder = raw_encoder.RawFeatureEncoder(spec, os.path.join(tiny_trained_run.run_dir, "vocab"))
+    setup = _perturbed_export(model, spec, os.path.join(tiny_trained_run.run_dir, "vocab"),
+                              str(tmp_path_factory.mktemp("parity") / "saved_model"), rows, records)
+    setup["loaded"] = tf.saved_model.load(setup["path"])
+    return setup
+
+
+def _perturbed_export(model, spec, vocab_dir, path, rows, records):
+    """Perturb ``model`` (so that wrong ids change the output), export it to ``path`` and
+    return what the parity tests read."""
+    _perturb(model)
+    archive.write_saved_model(model, spec, vocab_dir, path)
     return {
         "model": model,
         "spec": spec,
         "path": path,
         "rows": rows,
         "records": records,
-        "loaded": loaded,
-        "encoder": encoder,
+        "encoder": raw_encoder.RawFeatureEncoder(spec, vocab_dir),
+        "vocab_dir": vocab_dir,
     }
 
 
@@ -339,19 +345,8 @@ def hashed_parity_setup(tmp_path_factory):
     np.testing.assert_array_equal(records[spec.time_field], raw_times)
     config = ModelConfig(embedding_dim=4, mlp_units=[16], pooling_hidden=16, transformer_heads=2)
     model = FESeq(spec, config)
-    _perturb(model)
-    path = str(root / "saved_model")
-    vocab_dir = os.path.join(dataset_dir, "vocab")
-    archive.write_saved_model(model, spec, vocab_dir, path)
-    return {
-        "model": model,
-        "spec": spec,
-        "path": path,
-        "rows": rows,
-        "records": records,
-        "encoder": raw_encoder.RawFeatureEncoder(spec, vocab_dir),
-        "vocab_dir": vocab_dir,
-    }
+    return _perturbed_export(model, spec, os.path.join(dataset_dir, "vocab"),
+                             str(root / "saved_model"), rows, records)
 
 
 def test_hashed_fields_encode_to_the_recorded_ids_and_serve_like_keras(hashed_parity_setup):
