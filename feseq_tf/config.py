@@ -67,6 +67,15 @@ class ModelConfig:
         wide: bool. Add a linear (one-hot, logistic-regression) term of the target-side
             fields to the output logit, as Wide & Deep does, so per-id main effects need
             not pass through the attention; the paper has none (False). FESeq only.
+        wide_learning_rate_multiplier: float > 0. The wide term's weights learn this many
+            times faster than the rest of the model (Wide & Deep trains its wide part
+            with an optimizer of its own for the same reason: a one-hot weight gets a
+            gradient only from the batches its id appears in, so at the deep part's
+            learning rate it is still far from its fit when the deep part has
+            converged). Implemented by reparametrisation, ``w = m * v`` with ``v`` the
+            trained variable, so it holds for any optimizer that scales its step to the
+            gradient's size (Adam, AdamW); the initial ``w`` and its L2 penalty are
+            unchanged. 1 = no multiplier. FESeq with ``wide`` only.
         mlp_units: list of int. Output MLP hidden units.
         dropout: float. Dropout rate everywhere.
         embedding_l2: float. lambda, L2 on the embedding rows used by the batch.
@@ -95,6 +104,7 @@ class ModelConfig:
     pooling_hidden: int = 128
     target_in_output: bool = False
     wide: bool = False
+    wide_learning_rate_multiplier: float = 1.0
     history_match: bool = False
     mlp_units: list[int] = dataclasses.field(default_factory=lambda: [1024, 512, 256])
     dropout: float = 0.1
@@ -116,6 +126,10 @@ class ModelConfig:
         _check_choice("time_combine", self.time_combine, TIME_COMBINE)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}.")
+        m = self.wide_learning_rate_multiplier
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not m > 0:
+            raise ValueError(f"wide_learning_rate_multiplier must be a number > 0, got {m!r}.")
+        self.wide_learning_rate_multiplier = float(m)
         if not self.embedding_stddev > 0:
             raise ValueError(f"embedding_stddev must be > 0, got {self.embedding_stddev!r}.")
         if self.embedding_l2 < 0:

@@ -264,6 +264,50 @@ def test_wide_term_adds_one_weight_per_id_to_the_logit(spec):
     np.testing.assert_allclose(after[~same_item], before[~same_item], rtol=1e-5, atol=1e-6)
 
 
+def _wide_weights(model, field="item_id"):
+    """The effective wide weights w = m * v of one field."""
+    m = model.config.wide_learning_rate_multiplier
+    return m * keras.ops.convert_to_numpy(model.get_layer(f"wide_{field}").embeddings)[:, 0]
+
+
+def test_wide_learning_rate_multiplier_starts_alike_and_moves_m_times_faster(spec, tmp_path):
+    x = tiny_batch(spec)
+    y = (np.arange(len(x["hist_len"])) % 2).astype("float32")[:, None]
+    models, before, steps = {}, {}, {}
+    for m in (1.0, 5.0):
+        keras.utils.set_random_seed(4)  # same draws: w = m * v must start equal
+        model = FESeq(spec, tiny_config(wide=True, wide_learning_rate_multiplier=m))
+        models[m], before[m] = model, _wide_weights(model)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    np.testing.assert_allclose(before[5.0], before[1.0], rtol=1e-5)
+    np.testing.assert_allclose(
+        models[5.0].predict(x, verbose=0), models[1.0].predict(x, verbose=0), rtol=1e-5
+    )
+    for m, model in models.items():
+        model.train_on_batch(x, y)
+        steps[m] = _wide_weights(model) - before[m]
+    used = np.unique(x["item_id"])
+    unused = np.setdiff1d(np.arange(len(before[1.0])), used)
+    # Adam's first step is lr * g / (|g| + eps) per used row, i.e. lr * sign(g) unless the
+    # row's gradients cancel to ~eps: lr for w itself, m * lr for w = m * v.
+    clear = used[np.abs(steps[1.0][used]) > 0.5e-3]
+    assert len(clear) >= 3, steps[1.0][used]
+    np.testing.assert_allclose(np.abs(steps[1.0][clear]), 1e-3, rtol=1e-2)
+    np.testing.assert_allclose(steps[5.0][clear], 5.0 * steps[1.0][clear], rtol=1e-2)
+    np.testing.assert_allclose(steps[5.0][unused], 0.0, atol=1e-9)
+    path = str(tmp_path / "wide.keras")
+    models[5.0].save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.config.wide_learning_rate_multiplier == 5.0
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), models[5.0].predict(x, verbose=0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, True, "10"])
+def test_wide_learning_rate_multiplier_must_be_a_positive_number(bad):
+    with pytest.raises(ValueError, match="wide_learning_rate_multiplier"):
+        ModelConfig(wide_learning_rate_multiplier=bad)
+
+
 @pytest.mark.parametrize("target_in_output", [False, True])
 def test_target_in_output_feeds_the_target_item_to_the_mlp(spec, target_in_output):
     # Without history the pooling attends over the target position alone, so the

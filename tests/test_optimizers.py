@@ -78,8 +78,10 @@ def test_a_model_saved_with_it_loads_where_the_models_are_imported(tmp_path):
     model.fit(np.ones((4, 2)), np.ones((4, 1)), verbose=0)
     path = str(tmp_path / "m.keras")
     model.save(path)
-    code = ("import keras, feseq_tf.models; m = keras.models.load_model(%r); "
-            "print(type(m.optimizer).__name__)" % path)
+    code = (
+        "import keras, feseq_tf.models; "
+        f"m = keras.models.load_model({path!r}); print(type(m.optimizer).__name__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "DeduplicatedAdam"

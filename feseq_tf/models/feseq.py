@@ -152,7 +152,8 @@ class FESeq(SpecModel):
             pooling = TargetPooling(name="sequence_pooling")
         *mlp, head = output_mlp(config)
         if config.wide:  # logistic regression on the target side, added to the logit
-            wide_tables = one_hot_tables(spec, config, "wide")
+            wide_multiplier = config.wide_learning_rate_multiplier
+            wide_tables = one_hot_tables(spec, config, "wide", wide_multiplier)
             head = keras.layers.Dense(1, use_bias=False, dtype="float32", name="deep_logit")
             wide_output = LogisticOutput(dtype="float32", name="probability")
 
@@ -212,8 +213,11 @@ class FESeq(SpecModel):
         for layer in mlp:
             x = layer(x)
         if config.wide:
-            terms = [head(x)] + one_hot_terms(wide_tables, inputs, spec)
-            logit = ops.sum(ops.concatenate([ops.cast(t, "float32") for t in terms], -1), -1, keepdims=True)
+            wide_terms = one_hot_terms(wide_tables, inputs, spec)
+            wide_logit = ops.sum(ops.concatenate([ops.cast(t, "float32") for t in wide_terms], -1), -1, keepdims=True)
+            if wide_multiplier != 1.0:  # w = m * v: the wide weights learn m times faster
+                wide_logit = wide_logit * wide_multiplier
+            logit = ops.cast(head(x), "float32") + wide_logit
             probability = wide_output(logit)
         else:
             probability = head(x)

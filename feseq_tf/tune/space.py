@@ -50,6 +50,13 @@ history_match, wide,      {True, False}                      FESeq's options bey
 target_in_output                                             paper (on in the recipe):
                                                              whether a dataset rewards
                                                              them is an empirical matter
+wide_learning_rate_       log-uniform [1, 100]               how much faster the wide
+multiplier                                                   term's one-hot weights
+                                                             learn than the deep part:
+                                                             1 = the same rate; a
+                                                             linear model alone fits
+                                                             best around 10x the deep
+                                                             part's 1e-3; multiplicative
 ========================  =================================  ==========================
 
 ``--space FILE`` (JSON) replaces ranges: ``{"learning_rate": {"low": 3e-4, "high": 3e-3,
@@ -126,6 +133,7 @@ SEARCH_SPACE: dict[str, FloatRange | Choices] = {
     "input_interaction_layers": Choices((1, 2, 3)),
     "history_match": Choices((True, False)),
     "wide": Choices((True, False)),
+    "wide_learning_rate_multiplier": FloatRange(1.0, 100.0, log=True),
     "target_in_output": Choices((True, False)),
 }
 TRAIN_PARAMS = ("learning_rate", "batch_size")
@@ -142,7 +150,7 @@ _SHARED = (
 MODEL_PARAMS: dict[str, tuple[str, ...]] = {
     "feseq": (
         *_SHARED, "pooling_hidden", "input_interaction_layers", "history_match", "wide",
-        "target_in_output",
+        "wide_learning_rate_multiplier", "target_in_output",
     ),
     "deepfm": _SHARED,
     "autoint": (*_SHARED, "input_interaction_layers"),
