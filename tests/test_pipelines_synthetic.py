@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pipelines import synthetic
+from pipelines.synthetic.quality import format_report
 
 TINY = 400
 SMALL = 3000
@@ -538,3 +539,26 @@ def test_prepared_regime_records_its_knobs_and_reproduces_its_oracle(tmp_path) -
     sim = synthetic.simulation_from_info(info)
     oracle = np.concatenate([result.tables[s]["oracle_prob"] for s in ("train", "valid", "test")])
     np.testing.assert_allclose(np.sort(oracle), np.sort(sim.prob), rtol=1e-5)
+
+
+def test_report_splits_the_oracle_into_what_a_linear_model_can_and_cannot_fit(tmp_path) -> None:
+    # Crosses and history off: the main effects are the whole observable click model.
+    flat = str(tmp_path / "flat")
+    result = synthetic.make_synthetic_dataset(
+        flat, num_rows=SMALL, seed=2, progress=False, gender_category=0, price_match=0,
+        meal_category=0, history_shop=0, history_category=0)
+    rep = synthetic.report(flat, result=result)
+    assert rep["oracle_auc_main_effects"] == pytest.approx(rep["oracle_auc_observable"], abs=1e-9)
+    assert rep["beyond_main_effects"] == pytest.approx(0.0, abs=1e-9)
+    # Noise off as well: the observable oracle is the oracle.
+    clean = str(tmp_path / "clean")
+    result = synthetic.make_synthetic_dataset(clean, num_rows=SMALL, seed=2, progress=False, noise=0)
+    rep = synthetic.report(clean, result=result)
+    assert rep["oracle_auc_observable"] == pytest.approx(rep["oracle_auc"], abs=1e-9)
+    # The default's history and crosses carry far more than the dense regime's.
+    dense = str(tmp_path / "dense")
+    dense_rep = synthetic.report(dense, result=synthetic.make_synthetic_dataset(
+        dense, regime="dense", num_rows=SMALL, seed=2, progress=False))
+    assert rep["beyond_main_effects"] > 0.05
+    assert dense_rep["beyond_main_effects"] < rep["beyond_main_effects"] / 2
+    assert "the most any model gains over a linear one" in format_report(dense_rep)

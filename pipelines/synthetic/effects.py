@@ -87,6 +87,9 @@ COMPONENTS = (
     "item_quality", "shop_quality", "user_activity", "super_vip", "hour", "weekday",
     "gender_category", "price_match", "meal_category", "history", "noise",
 )
+# The terms of one field each (an id's or a context value's own effect): what a linear
+# model on one-hot fields can fit; the crosses and the history are what it cannot.
+MAIN_EFFECTS = ("item_quality", "shop_quality", "user_activity", "super_vip", "hour", "weekday")
 
 
 EFFECT_NAMES = tuple(f.name for f in dataclasses.fields(Effects))

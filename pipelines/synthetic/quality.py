@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.synthetic.dataset import RAW_SUBDIR, prepare
+from pipelines.synthetic.effects import MAIN_EFFECTS
 from pipelines.synthetic.raw import file_rows, read_generator_info, simulation_from_info
 from pipelines.synthetic.simulation import Simulation
 
@@ -98,7 +99,13 @@ def report(dataset_dir: str, *, raw_dir: str | None = None, result: Any = None,
         dict with ``oracle_auc``, ``lr_auc``, ``lr_C``, ``captured_lift`` (of the
         logistic regression), ``ctr`` per split, ``hist_len_distribution`` (share of
         samples per history length), ``split_sizes``, ``oracle_auc_without`` (term ->
-        oracle test AUC with that term removed) and ``test_rows_matched``.
+        oracle test AUC with that term removed), ``oracle_auc_observable`` (the oracle
+        without its unobservable noise: what a model that knew the click model and
+        every id's effect would reach), ``oracle_auc_main_effects`` (the intercept and
+        the one-field terms :data:`MAIN_EFFECTS` alone: the same for a perfect linear
+        model on one-hot fields), ``beyond_main_effects`` (the difference of the two:
+        the most any model can gain over a linear one on this data) and
+        ``test_rows_matched``.
     """
     raw_dir = raw_dir or os.path.join(dataset_dir, RAW_SUBDIR)
     info = read_generator_info(raw_dir)
@@ -136,6 +143,12 @@ def report(dataset_dir: str, *, raw_dir: str | None = None, result: Any = None,
             c: _auc(y, sim.logit[rows] - v[rows])
             for c, v in sim.components.items() if np.any(v[rows] != 0)
         }
+        others = {c: v[rows] for c, v in sim.components.items() if c not in MAIN_EFFECTS}
+        observable = sim.logit[rows] - others.get("noise", 0.0)
+        main_only = sim.logit[rows] - sum(others.values())
+        out["oracle_auc_observable"] = _auc(y, observable)
+        out["oracle_auc_main_effects"] = _auc(y, main_only)
+        out["beyond_main_effects"] = out["oracle_auc_observable"] - out["oracle_auc_main_effects"]
     return out
 
 
@@ -153,4 +166,10 @@ def format_report(rep: dict[str, Any]) -> str:
         lines.append(f"oracle test AUC with one term switched off (test rows matched: {rep['test_rows_matched']}):")
         for c, auc in rep["oracle_auc_without"].items():
             lines.append(f"  - {c:<18} {auc:.4f}  ({auc - rep['oracle_auc']:+.4f})")
+    if "oracle_auc_main_effects" in rep:
+        lines += [
+            f"oracle without its noise:        {rep['oracle_auc_observable']:.4f}",
+            f"oracle of the main effects only: {rep['oracle_auc_main_effects']:.4f}"
+            f"  (the most any model gains over a linear one: {rep['beyond_main_effects']:+.4f})",
+        ]
     return "\n".join(lines)
