@@ -3,6 +3,9 @@
 The parse spec is derived once from the dataset spec. The pipeline follows the usual
 high-throughput order: list files -> interleave TFRecordDataset -> shuffle examples
 (training only) -> batch -> ``tf.io.parse_example`` on whole batches -> prefetch.
+Evaluation input (``training=False``) reads the files one after the other instead of
+interleaving them, so that its examples come in exactly the order of
+:func:`read_columns`, against whose labels the predictions are scored.
 """
 
 from __future__ import annotations
@@ -95,17 +98,21 @@ def make_dataset(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     spec = spec or DatasetSpec.load(dataset_dir)
     files = split_files(dataset_dir, split)
-    ds = tf.data.Dataset.from_tensor_slices(files)
     if training:
+        ds = tf.data.Dataset.from_tensor_slices(files)
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(len(files), 4),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=not training or seed is not None,
-    )
-    if training:
+        ds = ds.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=min(len(files), 4),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=seed is not None,
+        )
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    else:
+        # File after file, like read_columns: interleaving would alternate the files'
+        # records, and predictions of a split with several shards would no longer line
+        # up with its labels. Parsing, the costly part, stays parallel (below).
+        ds = tf.data.TFRecordDataset(files, buffer_size=8 << 20)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     ds = ds.map(_parser(spec), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
