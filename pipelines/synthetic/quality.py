@@ -104,7 +104,7 @@ def report(dataset_dir: str, *, raw_dir: str | None = None, result: Any = None,
         every id's effect would reach), ``oracle_auc_main_effects`` (the intercept and
         the one-field terms :data:`MAIN_EFFECTS` alone: the same for a perfect linear
         model on one-hot fields), ``beyond_main_effects`` (the difference of the two:
-        the most any model can gain over a linear one on this data) and
+        the most any model can gain over a perfect linear one on this data) and
         ``test_rows_matched``.
     """
     raw_dir = raw_dir or os.path.join(dataset_dir, RAW_SUBDIR)
@@ -170,6 +170,6 @@ def format_report(rep: dict[str, Any]) -> str:
         lines += [
             f"oracle without its noise:        {rep['oracle_auc_observable']:.4f}",
             f"oracle of the main effects only: {rep['oracle_auc_main_effects']:.4f}"
-            f"  (the most any model gains over a linear one: {rep['beyond_main_effects']:+.4f})",
+            f"  (the most any model gains over a perfect linear one: {rep['beyond_main_effects']:+.4f})",
         ]
     return "\n".join(lines)
