@@ -214,7 +214,8 @@ class FESeq(SpecModel):
             x = layer(x)
         if config.wide:
             wide_terms = one_hot_terms(wide_tables, inputs, spec)
-            wide_logit = ops.sum(ops.concatenate([ops.cast(t, "float32") for t in wide_terms], -1), -1, keepdims=True)
+            wide_terms = ops.concatenate([ops.cast(t, "float32") for t in wide_terms], -1)
+            wide_logit = ops.sum(wide_terms, -1, keepdims=True)
             if wide_multiplier != 1.0:  # w = m * v: the wide weights learn m times faster
                 wide_logit = wide_logit * wide_multiplier
             logit = ops.cast(head(x), "float32") + wide_logit
