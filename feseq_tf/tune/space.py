@@ -33,7 +33,7 @@ embedding_stddev          log-uniform [1e-4, 1]              the paper initialis
                                                              rows large enough for
                                                              attention to tell entries
                                                              apart from the start (the
-                                                             synthetic preset: 0.5)
+                                                             recipe: 0.05)
 embedding_dim             {8, 16, 32}                        the paper's d is 16 (its
                                                              Table 11 sweeps d); wider
                                                              tables overfit ids with
