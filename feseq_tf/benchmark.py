@@ -2,7 +2,9 @@
 
 Runs every variant of a suite with seeds 1..N (:func:`feseq_tf.train.run` in this process,
 without export or attention summaries), each into
-``<output-dir>/<suite>/<variant>/seed<k>``, and summarises them like the paper's tables:
+``<output-dir>/<suite>/<variant>/seed<k>`` (``--first-seed K``: seeds K..N only, so that
+seeds can train in parallel processes into one directory; a later run with ``--seeds N``
+finds them done and tables all N), and summarises them like the paper's tables:
 ``<output-dir>/<suite>.md`` and ``<suite>.csv`` (test AUC, gAUC and logloss as mean ± std
 over the seeds, the captured share of the oracle's AUC lift when the dataset has an
 oracle, parameters, training samples/s) and ``<suite>.png`` (AUC bars, std error bars).
@@ -159,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="synthetic (default), eleme, bundle, or a prepared dataset directory",
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds 1..N per variant (default: 3)")
+    p.add_argument(
+        "--first-seed", type=int, default=1,
+        help="run seeds K..N only (default: 1), e.g. to train seeds in parallel processes; "
+        "the table summarises the seeds run",
+    )
     p.add_argument("--models", help="comma-separated variants to run (default: the whole suite)")
     p.add_argument("--list", action="store_true", help="print the suite's variants and exit")
     p.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR)
@@ -383,6 +390,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         return []
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be >= 1, got {args.seeds}.")
+    if not 1 <= args.first_seed <= args.seeds:
+        raise SystemExit(f"--first-seed must be in [1, --seeds={args.seeds}], got {args.first_seed}.")
     try:
         return _run_suite(args, variants)
     except train.UsageError as err:
@@ -398,11 +407,12 @@ def _run_suite(args: argparse.Namespace, variants: list[Variant]) -> list[dict[s
     dataset_spec = DatasetSpec.load(dataset_dir)
     run_dataset_name = dataset_spec.name
     suite_dir = os.path.join(args.output_dir, args.suite)
-    total = len(variants) * args.seeds
+    seeds = range(args.first_seed, args.seeds + 1)
+    total = len(variants) * len(seeds)
     rows, step = [], 0
     for variant in variants:
         runs = []
-        for seed in range(1, args.seeds + 1):
+        for seed in seeds:
             step += 1
             run_dir = os.path.join(suite_dir, variant.name, f"seed{seed}")
             print(f"[{step}/{total}] {variant.name} seed {seed} ...", flush=True)
@@ -422,7 +432,11 @@ def _run_suite(args: argparse.Namespace, variants: list[Variant]) -> list[dict[s
         rows.append(summarise(variant, runs))
 
     base = os.path.join(args.output_dir, args.suite)
-    title = f"{args.suite} on {args.dataset} ({args.seeds} seed{'s' if args.seeds > 1 else ''})"
+    if args.first_seed == 1:
+        which = f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
+    else:
+        which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
+    title = f"{args.suite} on {args.dataset} ({which})"
     write_csv(rows, base + ".csv")
     with open(base + ".md", "w") as fh:
         fh.write(markdown_table(rows, title))

@@ -266,3 +266,25 @@ def test_reference_rows_run_in_an_ablation_suite_and_a_rerun_fits_nothing(tmp_pa
     assert capsys.readouterr().out.count("already done, skipped") == 2
     assert os.stat(os.path.join(gbdt_dir, "metrics.json")).st_mtime_ns == mtime
     assert [r["auc_mean"] for r in again] == [r["auc_mean"] for r in rows]
+
+
+@pytest.mark.slow
+def test_first_seed_runs_only_the_later_seeds_and_a_full_run_reuses_them(tmp_path, capsys):
+    from tests.test_model_lr import prepare_click_log
+
+    data = prepare_click_log(str(tmp_path / "clicks"))
+    out = str(tmp_path / "bench")
+    argv = ["--suite", "baselines", "--dataset", data, "--models", "gbdt", "--output-dir", out]
+    rows = benchmark.main(argv + ["--seeds", "3", "--first-seed", "2"])
+    seed_dirs = sorted(os.listdir(os.path.join(out, "baselines", "gbdt")))
+    assert seed_dirs == ["seed2", "seed3"] and rows[0]["seeds"] == 2
+    with open(os.path.join(out, "baselines.md")) as fh:
+        assert "(seeds 2-3)" in fh.read()
+    capsys.readouterr()
+    rows = benchmark.main(argv + ["--seeds", "3"])
+    printed = capsys.readouterr().out
+    assert "gbdt seed 1: done" in printed and printed.count("already done, skipped") == 2
+    assert rows[0]["seeds"] == 3
+    for bad in (["--seeds", "2", "--first-seed", "3"], ["--seeds", "2", "--first-seed", "0"]):
+        with pytest.raises(SystemExit, match="--first-seed"):
+            benchmark.main(argv + bad)
