@@ -45,7 +45,7 @@ from feseq_tf.schema import DatasetSpec
 #: The batch size grows with sqrt(train_samples), from MIN_BATCH at REFERENCE_SAMPLES.
 REFERENCE_SAMPLES = 80_000
 MIN_BATCH, MAX_BATCH = 256, 4096
-#: Training samples from which the paper's model size and batch apply.
+#: Training samples from which the paper's model size (MLP and pooling) applies.
 LARGE_DATA = 1_000_000
 MAX_EPOCHS = 30
 PATIENCE = 2
