@@ -160,6 +160,10 @@ class TrainConfig:
             over the replicas) or the batch ``"per_replica"`` (global = it x replicas).
         scale_learning_rate: bool. Multiply the learning rate by the number of replicas
             (the linear scaling rule); off by default, so the rate stays as configured.
+        redraw_embeddings: bool. Re-draw the categorical embedding tables (and zero their
+            optimizer slots) at the start of every epoch after the first, keeping every
+            other weight (:mod:`feseq_tf.redraw`; MEDA, Fan et al. 2024). Off in the paper
+            presets; ignored by the logistic regression, which is embeddings only.
     """
 
     learning_rate: float = 1e-3
@@ -174,6 +178,7 @@ class TrainConfig:
     strategy: str = "auto"
     batch_size_scope: str = "global"
     scale_learning_rate: bool = False
+    redraw_embeddings: bool = False
 
     def __post_init__(self) -> None:
         if not self.learning_rate > 0:
@@ -186,6 +191,8 @@ class TrainConfig:
         _check_choice("batch_size_scope", self.batch_size_scope, ("global", "per_replica"))
         if not isinstance(self.scale_learning_rate, bool):
             raise ValueError(f"scale_learning_rate must be true or false, got {self.scale_learning_rate!r}.")
+        if not isinstance(self.redraw_embeddings, bool):
+            raise ValueError(f"redraw_embeddings must be true or false, got {self.redraw_embeddings!r}.")
 
 
 @dataclasses.dataclass
@@ -270,7 +277,8 @@ PRESETS: dict[str, ExperimentConfig] = {
             pooling_hidden=64, mlp_units=[256, 128, 64], embedding_l2=0.0, embedding_stddev=0.05,
             target_in_output=True, wide=True, history_match=True,
         ),
-        train=TrainConfig(learning_rate=1e-3, batch_size=512, epochs=30, patience=2),
+        train=TrainConfig(learning_rate=1e-3, batch_size=512, epochs=30, patience=2,
+                          redraw_embeddings=True),
     ),
 }
 

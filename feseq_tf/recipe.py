@@ -94,5 +94,6 @@ def recipe(spec: DatasetSpec) -> ExperimentConfig:
         "learning_rate": 1e-3,
         "epochs": MAX_EPOCHS,
         "patience": PATIENCE,
+        "redraw_embeddings": True,
     }
     return cfg.override({"dataset": spec.name, "model": model, "train": train})

@@ -31,6 +31,7 @@ from feseq_tf.data import (
     steps_per_epoch,
 )
 from feseq_tf.optimizers import DeduplicatedAdam
+from feseq_tf.redraw import RedrawEmbeddings
 from feseq_tf.schema import GROUP_KEY, ORACLE_KEY, DatasetSpec
 
 BEST_WEIGHTS = "best.weights.h5"
@@ -414,6 +415,12 @@ def fit(
     # Validation state is written before the backup: a kill between the two re-runs the
     # epoch, and the resumed validation drops what it had recorded for it.
     callbacks = [EpochSeeds(train.seed), timer, validation, _Backup(backup_dir, write=write)]
+    if train.redraw_embeddings:
+        if config.model_name == "lr":
+            print("note: redraw_embeddings ignored for lr (it has nothing but its "
+                  "per-id weights to carry across epochs)", flush=True)
+        else:
+            callbacks.insert(1, RedrawEmbeddings(train.seed, verbose=write))
     if write:
         callbacks.append(
             keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False))

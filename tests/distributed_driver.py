@@ -38,6 +38,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--step", type=int, default=3, help="record the weights after this step")
     p.add_argument("--kill-at", default="", metavar="EPOCH:BATCH",
                    help="SIGKILL this process after that batch (0-based) of that epoch")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a further config override (as train's --set)")
     p.add_argument("--no-patch", action="store_true",
                    help="do not apply the Keras multi-worker workarounds (expect failure)")
     args = p.parse_args(argv)
@@ -89,7 +91,7 @@ def main(argv: list[str]) -> None:
 
     overrides = list(TINY) + [
         f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}",
-        f"train.seed={args.seed}", f"train.strategy={args.strategy}",
+        f"train.seed={args.seed}", f"train.strategy={args.strategy}", *args.set,
     ]
     config = train.resolve_config("synthetic", preset_name="synthetic",
                                   overrides=train.parse_overrides(overrides))

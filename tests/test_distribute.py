@@ -316,10 +316,14 @@ def test_mirrored_over_two_devices_matches_the_default_strategy(two_shard_data, 
     assert abs(mirrored["test"]["auc"] - default["test"]["auc"]) < 1e-4
 
 
-def test_single_process_run_killed_in_epoch_2_resumes_to_exactly_the_same_metrics(two_shard_data, tmp_path):
+@pytest.mark.parametrize("extra", [(), ("--set", "train.redraw_embeddings=true")],
+                         ids=["recipe", "redrawn_embeddings"])
+def test_single_process_run_killed_in_epoch_2_resumes_to_exactly_the_same_metrics(
+        two_shard_data, tmp_path, extra):
     record = str(tmp_path / "record")
     os.makedirs(record)
-    common = ["--data", two_shard_data, "--record", record, "--strategy", "default", "--epochs", "3"]
+    common = ["--data", two_shard_data, "--record", record, "--strategy", "default", "--epochs", "3",
+              *extra]
     def start(tag, out, *extra):
         return _driver(common + ["--out", str(tmp_path / out), "--tag", tag, *extra], _env(),
                        os.path.join(record, f"log-{tag}.txt"))
@@ -333,6 +337,9 @@ def test_single_process_run_killed_in_epoch_2_resumes_to_exactly_the_same_metric
     assert resumed["test"] == whole["test"] and resumed["valid"] == whole["valid"]
     assert [h["val_auc"] for h in resumed["history"]] == [h["val_auc"] for h in whole["history"]]
     assert _max_diff(_weights(record, "resumed-end"), _weights(record, "whole-end")) == 0.0
+    if extra:  # the resumed run re-drew the tables at the start of epoch 3, as the whole run did
+        with open(os.path.join(record, "log-resumed.txt")) as fh:
+            assert "epoch 3: re-drew" in fh.read()
 
 
 def test_multi_worker_without_a_cluster_is_a_one_line_error(two_shard_data, tmp_path):

@@ -84,11 +84,14 @@ def test_synthetic_preset_is_the_recipe_at_the_default_synthetic_size():
 
 
 def test_recipe_switches_on_the_options_beyond_the_paper_and_presets_of_the_paper_do_not():
-    cfg = recipe.recipe(spec_with(80_000))
-    assert cfg.model.history_match and cfg.model.wide and cfg.model.target_in_output
+    for samples in (80_000, 2_000_000):
+        cfg = recipe.recipe(spec_with(samples))
+        assert cfg.model.history_match and cfg.model.wide and cfg.model.target_in_output
+        assert cfg.train.redraw_embeddings
     for name in ("eleme", "bundle"):
         paper = train.resolve_config(name)
         assert not (paper.model.history_match or paper.model.wide or paper.model.target_in_output)
+        assert not paper.train.redraw_embeddings
 
 
 def test_named_datasets_keep_their_presets_and_directories_get_the_recipe():

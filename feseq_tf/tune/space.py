@@ -57,6 +57,13 @@ multiplier                                                   term's one-hot weig
                                                              linear model alone fits
                                                              best around 10x the deep
                                                              part's 1e-3; multiplicative
+redraw_embeddings         {True, False}                      re-draw the id embeddings
+                                                             every epoch (on in the
+                                                             recipe): it turns the
+                                                             first-epoch peak into a
+                                                             climb where ids are
+                                                             memorised, and may cost
+                                                             where they are not
 ========================  =================================  ==========================
 
 ``--space FILE`` (JSON) replaces ranges: ``{"learning_rate": {"low": 3e-4, "high": 3e-3,
@@ -135,10 +142,14 @@ SEARCH_SPACE: dict[str, FloatRange | Choices] = {
     "wide": Choices((True, False)),
     "wide_learning_rate_multiplier": FloatRange(1.0, 100.0, log=True),
     "target_in_output": Choices((True, False)),
+    "redraw_embeddings": Choices((True, False)),
 }
 TRAIN_PARAMS = ("learning_rate", "batch_size")
+#: ``TrainConfig`` fields of the space (the rest are ``ModelConfig`` fields).
+_TRAIN_FIELDS = (*TRAIN_PARAMS, "redraw_embeddings")
 _SHARED = (
     *TRAIN_PARAMS,
+    "redraw_embeddings",
     "dropout",
     "embedding_l2",
     "embedding_stddev",
@@ -163,7 +174,7 @@ MODEL_PARAMS: dict[str, tuple[str, ...]] = {
 
 
 def _section(param: str) -> str:
-    return "train" if param in TRAIN_PARAMS else "model"
+    return "train" if param in _TRAIN_FIELDS else "model"
 
 
 def _parse_spec(name: str, value: Any) -> FloatRange | Choices | None:
@@ -216,6 +227,7 @@ def parse_space(overrides: dict[str, Any] | None) -> dict[str, FloatRange | Choi
                 "history_match",
                 "wide",
                 "target_in_output",
+                "redraw_embeddings",
             ) and not isinstance(spec, Choices):
                 raise ValueError(
                     f"space[{name!r}]: expected a list of choices, got {overrides[name]!r}."
