@@ -269,8 +269,8 @@ PRESETS: dict[str, ExperimentConfig] = {
     # Built-in synthetic data: what the data-sized recipe (feseq_tf.recipe, used for every
     # dataset without a preset of its own) gives at the default synthetic size, 199,600
     # training samples (a test keeps the two equal): batch 512 (390 steps an epoch),
-    # embeddings drawn at 0.05 without L2, early stopping with patience 2, and the three
-    # options beyond the paper (README, "Model quality").
+    # embeddings drawn at 0.05 without L2 and re-drawn every epoch, early stopping with
+    # patience 2, and the three options beyond the paper (README, "Default recipe").
     "synthetic": ExperimentConfig(
         dataset="synthetic",
         model=ModelConfig(

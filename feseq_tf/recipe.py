@@ -28,7 +28,13 @@ on the synthetic regimes of ``pipelines.synthetic.REGIMES``):
    without embedding L2; dropout 0.1 everywhere; the output MLP and the pooling are
    sized to the data (256-128-64 and 64 below a million training samples, the paper's
    1024-512-256 and 128 above).
-4. **Say what attention would have to discover.** The three options beyond the paper
+4. **Id embeddings that never see a sample twice.** ``redraw_embeddings``: every
+   epoch after the first starts from freshly drawn embedding tables while the layers
+   above them keep training (:mod:`feseq_tf.redraw`; MEDA, Fan et al. 2024). Without it
+   validation AUC peaked after epoch 1 on every regime but the dense one; with it the
+   default data climbed for five epochs (test AUC 0.7602 against 0.7497 on seed 1) and
+   the dense regime came out even (README, "Default recipe").
+5. **Say what attention would have to discover.** The three options beyond the paper
    are on: ``history_match`` (which fields of each history entry equal the target's),
    ``wide`` (a one-hot linear term, so per-id main effects need not pass through the
    attention) and ``target_in_output`` (the target item's representation reaches the
