@@ -268,7 +268,7 @@ PRESETS: dict[str, ExperimentConfig] = {
     ),
     # Built-in synthetic data: what the data-sized recipe (feseq_tf.recipe, used for every
     # dataset without a preset of its own) gives at the default synthetic size, 199,600
-    # training samples (a test keeps the two equal): batch 512 (390 steps an epoch),
+    # training samples (a test checks it): batch 512 (390 steps an epoch),
     # embeddings drawn at 0.05 without L2, early stopping with patience 2, and the three
     # options beyond the paper (README, "Default recipe"). One difference: the embeddings
     # are kept across epochs (redraw_embeddings off), so that the quick start's default

@@ -6,8 +6,9 @@ the smaller logs users bring they under-train (too few optimiser steps per epoch
 keep the embeddings too small for any attention to tell one history entry from another.
 ``python -m feseq_tf.train --dataset DIR`` therefore starts from :func:`recipe`; the
 built-in synthetic dataset's preset is the same recipe at its size, with the embeddings
-kept across epochs so that the quick start stays short (a test keeps them so). Its rules, and the evidence behind them (README, "Default recipe"; measured
-on the synthetic regimes of ``pipelines.synthetic.REGIMES``):
+kept across epochs so that the quick start stays short (a test keeps them so). Its
+rules, and the evidence behind them (README, "Default recipe"; measured on the synthetic
+regimes of ``pipelines.synthetic.REGIMES``):
 
 1. **More optimiser steps per epoch as the data grows.** With id embeddings FESeq's
    validation AUC peaks after the first or second epoch (the "one-epoch" overfitting of

@@ -317,15 +317,15 @@ def test_mirrored_over_two_devices_matches_the_default_strategy(two_shard_data, 
 
 
 @pytest.mark.parametrize("extra", [(), ("--set", "train.redraw_embeddings=true")],
-                         ids=["recipe", "redrawn_embeddings"])
+                         ids=["embeddings_kept", "redrawn_embeddings"])
 def test_single_process_run_killed_in_epoch_2_resumes_to_exactly_the_same_metrics(
         two_shard_data, tmp_path, extra):
     record = str(tmp_path / "record")
     os.makedirs(record)
     common = ["--data", two_shard_data, "--record", record, "--strategy", "default", "--epochs", "3",
               *extra]
-    def start(tag, out, *extra):
-        return _driver(common + ["--out", str(tmp_path / out), "--tag", tag, *extra], _env(),
+    def start(tag, out, *more):
+        return _driver(common + ["--out", str(tmp_path / out), "--tag", tag, *more], _env(),
                        os.path.join(record, f"log-{tag}.txt"))
 
     # The uninterrupted run and the one killed during epoch 2 run side by side.
