@@ -28,7 +28,10 @@ def tiny_base_config(dataset_dir: str) -> ExperimentConfig:
     overrides = train.parse_overrides(list(TINY_MODEL_OVERRIDES))
     overrides["model"]["input_interaction_layers"] = 1
     overrides["train"]["batch_size"] = 512
-    return train.resolve_config(DatasetSpec.load(dataset_dir).name, overrides=overrides)
+    spec = DatasetSpec.load(dataset_dir)
+    # What the CLI resolves for a dataset directory: the recipe at the data's size.
+    return train.resolve_config(spec.name, preset_name=train.preset_for(dataset_dir),
+                                overrides=overrides, spec=spec)
 
 
 def study_of(output_dir: str, dataset_dir: str) -> optuna.Study:
