@@ -324,6 +324,8 @@ def test_mirrored_over_two_devices_matches_the_default_strategy(two_shard_data, 
     assert abs(mirrored["test"]["auc"] - default["test"]["auc"]) < tolerance
 
 
+@pytest.mark.parametrize("extra", [(), ("--set", "train.redraw_embeddings=true")],
+                         ids=["embeddings_kept", "redrawn_embeddings"])
 def test_single_process_run_killed_in_epoch_2_resumes_to_exactly_the_same_metrics(
         two_shard_data, tmp_path, extra):
     record = str(tmp_path / "record")
