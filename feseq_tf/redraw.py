@@ -29,25 +29,20 @@ import numpy as np
 
 from feseq_tf.data import epoch_seed
 from feseq_tf.layers.embedding import FieldEmbedding
-from feseq_tf.layers.initializers import derive_seed
+from feseq_tf.layers.initializers import derive_seed, with_seed
 
 #: Optimizer slot lists indexed like the trainable variables (Keras 3's Adam, AdamW).
 _SLOT_LISTS = ("_momentums", "_velocities", "_velocity_hats")
 
 
 def embedding_tables(model: keras.Model) -> list[FieldEmbedding]:
-    """The model's categorical embedding tables, in a stable order (by weight path)."""
-    tables = [layer for layer in model._flatten_layers(include_self=False)
-              if isinstance(layer, FieldEmbedding)]
-    return sorted(tables, key=lambda layer: layer.embeddings.path)
+    """The model's categorical embedding tables (each is re-drawn from its own path's seed)."""
+    return [layer for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, FieldEmbedding)]
 
 
 def _fresh_values(layer: FieldEmbedding, seed: int) -> np.ndarray:
-    init = layer.embeddings_initializer
-    config = init.get_config()
-    if "seed" in config:
-        config = {**config, "seed": seed}
-        init = init.__class__.from_config(config)
+    init = with_seed(layer.embeddings_initializer, seed)
     var = layer.embeddings
     return keras.ops.convert_to_numpy(init(tuple(var.shape), dtype=var.dtype))
 

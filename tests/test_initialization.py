@@ -10,7 +10,7 @@ import pytest
 
 from feseq_tf.config import ModelConfig
 from feseq_tf.layers import AutoIntLayer, TimeAwareTransformer
-from feseq_tf.layers.initializers import clone_initializer, derive_seed
+from feseq_tf.layers.initializers import clone_initializer, derive_seed, with_seed
 from feseq_tf.models import MODELS, build_model
 from feseq_tf.schema import DatasetSpec, FieldSpec
 
@@ -115,6 +115,22 @@ def test_constant_initializers_are_returned_as_they_are():
     assert collections.Counter(
         type(clone_initializer("identity", n)).__name__ for n in "ab"
     ) == {"Identity": 2}
+
+
+def test_with_seed_replaces_only_the_seed():
+    init = keras.initializers.TruncatedNormal(stddev=0.3, seed=1)
+    other = with_seed(init, 2)
+    assert isinstance(other, keras.initializers.TruncatedNormal)
+    assert other.get_config() == {**init.get_config(), "seed": 2}
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(other((4, 4))),
+        keras.ops.convert_to_numpy(with_seed(init, 2)((4, 4))),
+    )
+    assert not np.allclose(
+        keras.ops.convert_to_numpy(other((4, 4))), keras.ops.convert_to_numpy(init((4, 4)))
+    )
+    constant = keras.initializers.Constant(0.5)
+    assert with_seed(constant, 3) is constant
 
 
 def test_seed_derivation_rejects_non_integers():

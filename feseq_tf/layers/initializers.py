@@ -32,6 +32,24 @@ def derive_seed(seed: int, salt: str) -> int:
     return zlib.crc32(f"{seed}/{salt}".encode()) & 0x7FFFFFFF
 
 
+def with_seed(initializer: Any, seed: int | None) -> Any:
+    """``initializer`` configured anew with ``seed`` (non-random ones are returned as they are).
+
+    Args:
+        initializer: str, dict or ``keras.initializers.Initializer``.
+        seed: int or None. The new instance's seed (None: Keras draws one).
+
+    Returns:
+        A new initializer of the same class and configuration but the seed, or the
+        given initializer when its configuration has no seed (constants, identity).
+    """
+    init = keras.initializers.get(initializer)
+    config = init.get_config()
+    if "seed" not in config:
+        return init
+    return init.__class__.from_config({**config, "seed": seed})
+
+
 def clone_initializer(initializer: Any, salt: str, seed: int | None = None) -> Any:
     """A fresh initializer for one weight, configured like ``initializer``.
 
@@ -60,6 +78,4 @@ def clone_initializer(initializer: Any, salt: str, seed: int | None = None) -> A
     if isinstance(own_seed, keras.random.SeedGenerator):
         return init
     base = own_seed if isinstance(own_seed, int) and not isinstance(own_seed, bool) else seed
-    config = dict(config)
-    config["seed"] = None if base is None else derive_seed(int(base), salt)
-    return init.__class__.from_config(config)
+    return with_seed(init, None if base is None else derive_seed(int(base), salt))
