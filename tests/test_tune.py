@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
+import shutil
 
 import optuna
 import pytest
@@ -177,6 +179,20 @@ def test_cli_trials_write_the_best_config_that_train_reads(tmp_path, tiny_traine
     two_epochs[two_epochs.index("--epochs") + 1] = "2"
     with pytest.raises(SystemExit, match="another base configuration"):
         tune.main([*two_epochs, "--trials", "3"])
+    assert len(study_of(out, ds).get_trials()) == 2
+
+    # So is another dataset of the same name and configuration (the synthetic regimes
+    # are all called "synthetic"): here the same data with one validation row more.
+    other = str(tmp_path / "other_dataset")
+    shutil.copytree(ds, other)
+    spec = DatasetSpec.load(other)
+    dataclasses.replace(
+        spec, split_sizes={**spec.split_sizes, "valid": spec.split_sizes["valid"] + 1}
+    ).save(other)
+    other_argv = list(argv)
+    other_argv[other_argv.index("--dataset") + 1] = other
+    with pytest.raises(SystemExit, match="another dataset"):
+        tune.main([*other_argv, "--trials", "3"])
     assert len(study_of(out, ds).get_trials()) == 2
 
 

@@ -40,7 +40,16 @@ HEARTBEAT_S = 60
 GRACE_S = 180
 
 
-def _check_study(study: optuna.Study, fingerprint: dict[str, Any], storage: str) -> None:
+def _check_study(
+    study: optuna.Study, fingerprint: dict[str, Any], dataset: dict[str, Any], storage: str
+) -> None:
+    """A study holds the trials of one search on one dataset: refuse to mix in another.
+
+    ``dataset`` is the prepared dataset's spec (its fields, vocabulary sizes and split
+    sizes): the synthetic regimes all carry the name ``synthetic``, so the name alone,
+    and with it the default study name, does not tell them apart. A study written
+    before the spec was recorded adopts the spec of its next run.
+    """
     saved = study.user_attrs.get("search")
     if saved is None:
         study.set_user_attr("search", fingerprint)
@@ -48,6 +57,14 @@ def _check_study(study: optuna.Study, fingerprint: dict[str, Any], storage: str)
         raise train.UsageError(
             f"study {study.study_name!r} in {storage} was run with another base configuration, "
             "model, epochs or search space; pass another --study-name or --output-dir."
+        )
+    saved_dataset = study.user_attrs.get("dataset")
+    if saved_dataset is None:
+        study.set_user_attr("dataset", dataset)
+    elif saved_dataset != dataset:
+        raise train.UsageError(
+            f"study {study.study_name!r} in {storage} was run on another dataset (its "
+            f"{SPEC_FILE} differs from this one's); pass another --study-name or --output-dir."
         )
 
 
@@ -134,12 +151,13 @@ def tune(
         search = parse_space(space)
     except ValueError as err:
         raise train.UsageError(f"invalid search space: {err}") from None
-    dataset_name = DatasetSpec.load(dataset_dir).name
+    dataset_spec = DatasetSpec.load(dataset_dir)
+    dataset_name = dataset_spec.name
     if base_config is None:
         # A directory trains with the recipe sized from its data (train.preset_for).
         base_config = train.resolve_config(
             dataset_name, preset_name=train.preset_for(dataset_dir), model_name=model_name,
-            spec=DatasetSpec.load(dataset_dir),
+            spec=dataset_spec,
         )
     top: dict[str, Any] = {"train": {"epochs": epochs} if epochs is not None else {}}
     if model_name is not None:
@@ -187,7 +205,8 @@ def tune(
             "base_config": base_config.to_dict(),
             "space": {name: spec.to_dict() for name, spec in search.items()},
         }
-        _check_study(study, json.loads(json.dumps(fingerprint)), storage)
+        _check_study(study, json.loads(json.dumps(fingerprint)),
+                     json.loads(json.dumps(dataset_spec.to_dict())), storage)
         study.enqueue_trial(
             default_params(base_config, search), user_attrs={"default": True}, skip_if_exists=True
         )
