@@ -50,22 +50,18 @@ def _check_study(
     and with it the default study name, does not tell them apart. A study written
     before the spec was recorded adopts the spec of its next run.
     """
-    saved = study.user_attrs.get("search")
-    if saved is None:
-        study.set_user_attr("search", fingerprint)
-    elif saved != fingerprint:
-        raise train.UsageError(
-            f"study {study.study_name!r} in {storage} was run with another base configuration, "
-            "model, epochs or search space; pass another --study-name or --output-dir."
-        )
-    saved_dataset = study.user_attrs.get("dataset")
-    if saved_dataset is None:
-        study.set_user_attr("dataset", dataset)
-    elif saved_dataset != dataset:
-        raise train.UsageError(
-            f"study {study.study_name!r} in {storage} was run on another dataset (its "
-            f"{SPEC_FILE} differs from this one's); pass another --study-name or --output-dir."
-        )
+    for key, value, what in (
+        ("search", fingerprint, "with another base configuration, model, epochs or search space"),
+        ("dataset", dataset, f"on another dataset (its {SPEC_FILE} differs from this one's)"),
+    ):
+        saved = study.user_attrs.get(key)
+        if saved is None:
+            study.set_user_attr(key, value)
+        elif saved != value:
+            raise train.UsageError(
+                f"study {study.study_name!r} in {storage} was run {what}; "
+                "pass another --study-name or --output-dir."
+            )
 
 
 def _check_output_dir(output_dir: str, study_name: str) -> None:
