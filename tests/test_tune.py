@@ -182,7 +182,7 @@ def test_cli_trials_write_the_best_config_that_train_reads(tmp_path, tiny_traine
     assert len(study_of(out, ds).get_trials()) == 2
 
     # So is another dataset of the same name and configuration (the synthetic regimes
-    # are all called "synthetic"): here the same data with one validation row more.
+    # are all called "synthetic"): here a copy whose spec counts one validation row more.
     other = str(tmp_path / "other_dataset")
     shutil.copytree(ds, other)
     spec = DatasetSpec.load(other)
