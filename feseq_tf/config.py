@@ -272,7 +272,7 @@ PRESETS: dict[str, ExperimentConfig] = {
     # embeddings drawn at 0.05 without L2, early stopping with patience 2, and the three
     # options beyond the paper (README, "Default recipe"). One difference: the embeddings
     # are kept across epochs (redraw_embeddings off), so that the quick start's default
-    # run stops within about 10 minutes on a 2-core CPU; re-drawn, FESeq trains about
+    # run stops within about 10 minutes on a 2-core CPU; re-drawn, FESeq trains up to about
     # three times as many epochs there and ends higher (README, "Re-drawing the embeddings").
     "synthetic": ExperimentConfig(
         dataset="synthetic",

@@ -300,10 +300,16 @@ def test_keras_still_needs_the_multi_worker_workarounds(two_shard_data, tmp_path
     assert "Attempt to convert a value" in logs or "Invalid reduction dimension" in logs, logs[-3000:]
 
 
-@pytest.mark.parametrize("extra", [("--epochs", "1"),
-                                   ("--epochs", "2", "--set", "train.redraw_embeddings=true")],
-                         ids=["one_epoch", "redrawn_embeddings_two_epochs"])
-def test_mirrored_over_two_devices_matches_the_default_strategy(two_shard_data, tmp_path, extra):
+# Two epochs without re-drawing agree to 1e-4 as well; after a re-draw the two strategies
+# drift further apart (about 1e-3 here; the cause is not pinned down), far below what a
+# table re-drawn differently on one replica would give (the tables are drawn at standard
+# deviation 0.05).
+@pytest.mark.parametrize("extra, tolerance", [
+    (("--epochs", "1"), 1e-4),
+    (("--epochs", "2", "--set", "train.redraw_embeddings=true"), 5e-3),
+], ids=["one_epoch", "redrawn_embeddings_two_epochs"])
+def test_mirrored_over_two_devices_matches_the_default_strategy(
+        two_shard_data, tmp_path, extra, tolerance):
     record = str(tmp_path / "record")
     os.makedirs(record)
     procs = [
@@ -315,11 +321,6 @@ def test_mirrored_over_two_devices_matches_the_default_strategy(two_shard_data, 
     assert _wait(procs, record) == [0, 0], _logs(record)
     mirrored, default = _metrics(record, "mirrored"), _metrics(record, "default")
     assert (mirrored["replicas"], default["replicas"]) == (2, 1)
-    # Two epochs without re-drawing agree to 1e-4 as well; after a re-draw the two
-    # strategies drift further apart (about 1e-3 here; the cause is not pinned down), far
-    # below what a table re-drawn differently on one replica would give (the tables are
-    # drawn at standard deviation 0.05).
-    tolerance = 1e-4 if "train.redraw_embeddings=true" not in extra else 5e-3
     assert _max_diff(_weights(record, "mirrored-end"), _weights(record, "default-end")) < tolerance
     assert abs(mirrored["test"]["auc"] - default["test"]["auc"]) < tolerance
 
