@@ -22,6 +22,33 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
 
 
+#: ``ModelConfig.id_dropout`` value that takes the rates from the data.
+AUTO_ID_DROPOUT = "auto"
+
+
+def _check_rate(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}.")
+    return float(value)
+
+
+def _check_id_dropout(value: Any) -> float | str | dict[str, float]:
+    """A rate, ``"auto"`` or ``{field name: rate}`` (see ``ModelConfig.id_dropout``)."""
+    if value == AUTO_ID_DROPOUT:
+        return AUTO_ID_DROPOUT
+    if isinstance(value, dict):
+        rates = {}
+        for field, rate in value.items():
+            if not isinstance(field, str) or not field:
+                raise ValueError(f"id_dropout: field names must be non-empty strings, got {field!r}.")
+            rates[field] = _check_rate(f"id_dropout[{field!r}]", rate)
+        return rates
+    if isinstance(value, str):
+        raise ValueError(f"id_dropout must be a number in [0, 1), a mapping of field names to "
+                         f"such numbers or {AUTO_ID_DROPOUT!r}, got {value!r}.")
+    return _check_rate("id_dropout", value)
+
+
 def _check_positive(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
@@ -76,6 +103,16 @@ class ModelConfig:
             trained variable, so it holds for any optimizer that scales its step to the
             gradient's size (Adam, AdamW); the initial ``w`` and its L2 penalty are
             unchanged. 1 = no multiplier. FESeq with ``wide`` only.
+        id_dropout: float in [0, 1), ``{field: rate}`` or ``"auto"``. In training,
+            replace each known value of the non-sequential categorical fields (the
+            user and context fields) by the OOV id with this probability
+            (:class:`feseq_tf.layers.IdDropout`), so that the model learns to predict
+            for users it has never seen, as a split by time hands it. A float applies
+            to every such field, a mapping to the fields it names; ``"auto"`` takes
+            each field's rate from the data when :func:`feseq_tf.train.run` builds the
+            model (:func:`feseq_tf.cold_start.id_dropout_rates`: as many OOV ids in
+            training as the validation split has). 0 = off (the paper). FESeq and the
+            logistic regression (``lr``) only.
         mlp_units: list of int. Output MLP hidden units.
         dropout: float. Dropout rate everywhere.
         embedding_l2: float. lambda, L2 on the embedding rows used by the batch.
@@ -106,6 +143,7 @@ class ModelConfig:
     wide: bool = False
     wide_learning_rate_multiplier: float = 1.0
     history_match: bool = False
+    id_dropout: float | str | dict[str, float] = 0.0
     mlp_units: list[int] = dataclasses.field(default_factory=lambda: [1024, 512, 256])
     dropout: float = 0.1
     embedding_l2: float = 0.1
@@ -126,6 +164,7 @@ class ModelConfig:
         _check_choice("time_combine", self.time_combine, TIME_COMBINE)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}.")
+        self.id_dropout = _check_id_dropout(self.id_dropout)
         m = self.wide_learning_rate_multiplier
         if isinstance(m, bool) or not isinstance(m, (int, float)) or not m > 0:
             raise ValueError(f"wide_learning_rate_multiplier must be a number > 0, got {m!r}.")

@@ -15,6 +15,7 @@ and the attention heatmaps) and a versioned SavedModel for TF Serving under ``ex
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -24,7 +25,14 @@ import time
 from typing import Any
 
 from feseq_tf import tf_logging
-from feseq_tf.config import MODEL_NAMES, ExperimentConfig, load_config_file, preset
+from feseq_tf.config import (
+    AUTO_ID_DROPOUT,
+    MODEL_NAMES,
+    ExperimentConfig,
+    ModelConfig,
+    load_config_file,
+    preset,
+)
 from feseq_tf.schema import SPEC_FILE, DatasetSpec
 
 DEFAULT_DATA_DIR = "data"
@@ -360,6 +368,33 @@ def run(
             shutil.rmtree(out, ignore_errors=True)
 
 
+#: The models that read ``ModelConfig.id_dropout``.
+ID_DROPOUT_MODELS = ("feseq", "lr")
+
+
+def _resolve_id_dropout(config: ExperimentConfig, dataset_dir: str, spec: DatasetSpec) -> ModelConfig:
+    """The model config with ``id_dropout="auto"`` replaced by the data's rates.
+
+    FESeq and the logistic regression only: the baselines ignore the option (their rate
+    becomes 0). The rates are printed; ``config.json`` keeps ``"auto"`` and the saved
+    model holds the rates.
+    """
+    model_config = config.model
+    if model_config.id_dropout != AUTO_ID_DROPOUT:
+        return model_config
+    if config.model_name not in ID_DROPOUT_MODELS:
+        return dataclasses.replace(model_config, id_dropout=0.0)
+    from feseq_tf.cold_start import id_dropout_rates
+
+    found = id_dropout_rates(dataset_dir, spec)
+    shares = ", ".join(
+        f"{name} {rate:g} (OOV {found['train_oov'][name]:.3f} in train, {found['valid_oov'][name]:.3f} in valid)"
+        for name, rate in found["rates"].items()
+    )
+    print(f"id dropout (auto): {shares or 'no non-sequential categorical field'}", flush=True)
+    return dataclasses.replace(model_config, id_dropout=found["rates"])
+
+
 def _run(config, dataset_dir, shared_dir, out, strategy, chief, *, attention_summaries,
          attention_every, export, export_dir, deterministic, callbacks, verbose) -> dict[str, Any]:
     """:func:`run` once the strategy exists: ``out`` is this process's directory."""
@@ -391,8 +426,9 @@ def _run(config, dataset_dir, shared_dir, out, strategy, chief, *, attention_sum
     start = time.time()
     try:
         model_name = config.model_name
+        model_config = _resolve_id_dropout(config, dataset_dir, spec)
         with strategy.scope():
-            model = build_model(model_name, spec, config.model, name=model_name)
+            model = build_model(model_name, spec, model_config, name=model_name)
         print(f"model {model_name}: {model.count_params():,} parameters", flush=True)
         extra = list(callbacks or [])
         if attention_summaries and not hasattr(model, "attention_model"):

@@ -322,3 +322,24 @@ def test_target_in_output_feeds_the_target_item_to_the_mlp(spec, target_in_outpu
     table.embeddings.assign(keras.ops.convert_to_numpy(table.embeddings) + 1.0)
     changed = not np.allclose(model.predict(x, verbose=0), before, atol=1e-6)
     assert changed == target_in_output
+
+
+def test_id_dropout_trains_on_oov_user_ids_and_serves_the_ids_as_given(spec):
+    keras.utils.set_random_seed(4)
+    model = FESeq(spec, tiny_config(id_dropout=0.999, wide=True))
+    randomize_weights(model)
+    x = tiny_batch(spec)
+    x["user_id"][:] = np.arange(len(x["user_id"])) % 5 + 2  # every user known
+    oov = dict(x, user_id=np.ones_like(x["user_id"]))
+    as_given = model(x, training=False).numpy()
+    # training: (almost surely) every user id is dropped to OOV; items are not
+    np.testing.assert_allclose(model(x, training=True).numpy(), model(oov, training=False).numpy(), atol=1e-6)
+    assert np.abs(as_given - model(oov, training=False).numpy()).max() > 1e-4
+    np.testing.assert_array_equal(model(x, training=False).numpy(), as_given)
+    assert [layer.name for layer in model.layers if "id_dropout" in layer.name] == ["id_dropout_user_id"]
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, True])
+def test_id_dropout_must_be_a_probability(bad):
+    with pytest.raises(ValueError, match="id_dropout"):
+        tiny_config(id_dropout=bad)

@@ -342,3 +342,17 @@ def test_lr_trains_through_the_training_loop_and_exports_a_serving_savedmodel(tm
     expected = model(RawFeatureEncoder(spec, os.path.join(run_dir, "vocab"))(raw), training=False)
     got = loaded.signatures["serving_default"](**raw)["probability"]
     np.testing.assert_allclose(got.numpy(), np.asarray(expected).reshape(-1), atol=1e-6)
+
+
+def test_id_dropout_trains_the_user_weight_of_the_oov_id_and_predicts_with_the_ids_given():
+    spec = tiny_spec()
+    keras.utils.set_random_seed(3)
+    model = LogisticRegression(spec, tiny_config(id_dropout={"user_id": 0.999}))
+    known = _set_known_weights(model, spec, bias=0.25)
+    x = tiny_batch(spec, batch=8, seed=4)
+    x["user_id"][:] = np.arange(8) % 5 + 2  # known users
+    oov = dict(x, user_id=np.ones_like(x["user_id"]))
+    np.testing.assert_allclose(_logit(model(x, training=False).numpy()),
+                               _hand_logit(spec, x, known, 0.25, False), atol=2e-5)
+    np.testing.assert_allclose(_logit(model(x, training=True).numpy()),
+                               _hand_logit(spec, oov, known, 0.25, False), atol=2e-5)

@@ -7,6 +7,7 @@ from feseq_tf.layers.autoint import AutoIntLayer
 from feseq_tf.layers.baseline import DINAttention, FactorizationMachine, PositionalAttention
 from feseq_tf.layers.din import Dice, DINActivationUnit
 from feseq_tf.layers.embedding import FieldEmbedding, NumericEmbedding
+from feseq_tf.layers.id_dropout import IdDropout
 from feseq_tf.layers.logistic import LogisticOutput
 from feseq_tf.layers.match import HistoryMatch
 from feseq_tf.layers.pooling import BilinearAttentionPooling, MeanPooling, TargetPooling
@@ -29,6 +30,7 @@ __all__ = [
     "FactorizationMachine",
     "FieldEmbedding",
     "HistoryMatch",
+    "IdDropout",
     "LogisticOutput",
     "MaskedSelfAttention",
     "MeanPooling",

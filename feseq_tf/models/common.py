@@ -7,8 +7,8 @@ from typing import Any
 
 import keras
 
-from feseq_tf.config import ModelConfig
-from feseq_tf.layers import FieldEmbedding, NumericEmbedding
+from feseq_tf.config import AUTO_ID_DROPOUT, ModelConfig
+from feseq_tf.layers import FieldEmbedding, IdDropout, NumericEmbedding
 from feseq_tf.layers.initializers import clone_initializer
 from feseq_tf.schema import HIST_LEN, DatasetSpec, FieldSpec
 
@@ -103,3 +103,42 @@ def build_inputs(spec: DatasetSpec) -> dict[str, keras.KerasTensor]:
     inputs[spec.time_hist_name] = keras.Input(shape=(L,), dtype="int64", name=spec.time_hist_name)
     inputs[HIST_LEN] = keras.Input(shape=(), dtype="int32", name=HIST_LEN)
     return inputs
+
+
+def id_dropout_rates_of(spec: DatasetSpec, config: ModelConfig) -> dict[str, float]:
+    """The non-zero id dropout rate of each field ``config.id_dropout`` applies to.
+
+    Raises:
+        ValueError: ``"auto"`` (the training run resolves it from the data first), or a
+            mapping naming a field that is not a non-sequential categorical field.
+    """
+    fields = tuple(f.name for f in spec.non_sequential_fields if f.is_categorical)
+    value = config.id_dropout
+    if value == AUTO_ID_DROPOUT:
+        raise ValueError(
+            "id_dropout='auto' takes its rates from the data: feseq_tf.train.run resolves it "
+            "(feseq_tf.cold_start.id_dropout_rates); to build the model yourself pass a rate "
+            "or a {field: rate} mapping."
+        )
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(fields))
+        if unknown:
+            raise ValueError(f"id_dropout names {unknown}, which are not non-sequential "
+                             f"categorical fields of the dataset; those are {list(fields)}.")
+        rates = value
+    else:
+        rates = {name: value for name in fields}
+    return {name: float(rates[name]) for name in fields if rates.get(name, 0.0) > 0}
+
+
+def with_id_dropout(inputs: dict[str, Any], spec: DatasetSpec, config: ModelConfig) -> dict[str, Any]:
+    """``inputs`` with an :class:`~feseq_tf.layers.IdDropout` after every field of
+    :func:`id_dropout_rates_of` (the same dict when there is none): in training, known
+    user and context ids become OOV at the configured rates; at inference nothing changes."""
+    rates = id_dropout_rates_of(spec, config)
+    if not rates:
+        return inputs
+    out = dict(inputs)
+    for name, rate in rates.items():
+        out[name] = IdDropout(rate, name=f"id_dropout_{name}")(inputs[name])
+    return out

@@ -50,6 +50,7 @@ from feseq_tf.models.common import (
     embedding_tables,
     model_spec_and_config,
     output_mlp,
+    with_id_dropout,
 )
 from feseq_tf.models.linear import one_hot_tables, one_hot_terms
 from feseq_tf.schema import HIST_LEN, DatasetSpec
@@ -159,6 +160,8 @@ class FESeq(SpecModel):
 
         # ---- functional model --------------------------------------------------------------
         inputs = build_inputs(spec)
+        model_inputs = inputs
+        inputs = with_id_dropout(inputs, spec, config)  # unknown users (training only)
         seq = sequence_features(
             inputs[spec.time_field], inputs[spec.time_hist_name], inputs[HIST_LEN]
         )
@@ -223,7 +226,7 @@ class FESeq(SpecModel):
         else:
             probability = head(x)
 
-        super().__init__(inputs=inputs, outputs=probability, **kwargs)
+        super().__init__(inputs=model_inputs, outputs=probability, **kwargs)
 
         # ---- config ----------------------------------------------------------------------
         self._finish(spec, config)

@@ -15,7 +15,7 @@ from keras import ops
 from feseq_tf.config import ModelConfig
 from feseq_tf.layers import FieldEmbedding, LogisticOutput, NumericEmbedding
 from feseq_tf.layers.initializers import clone_initializer
-from feseq_tf.models.common import SpecModel, build_inputs, model_spec_and_config
+from feseq_tf.models.common import SpecModel, build_inputs, model_spec_and_config, with_id_dropout
 from feseq_tf.schema import HIST_LEN, DatasetSpec, FieldSpec
 
 
@@ -94,8 +94,8 @@ class LogisticRegression(SpecModel):
 
     Args:
         spec: DatasetSpec or its dict.
-        config: ModelConfig or its dict. Reads ``embedding_stddev``, ``embedding_l2``
-            and ``use_feedback``; the other fields are ignored.
+        config: ModelConfig or its dict. Reads ``embedding_stddev``, ``embedding_l2``,
+            ``id_dropout`` and ``use_feedback``; the other fields are ignored.
         use_history: bool. Add the mean one-hot of every sequential field's history.
             Defaults to False.
 
@@ -133,7 +133,8 @@ class LogisticRegression(SpecModel):
         output = LogisticOutput(dtype="float32", name="probability")
         # ---- functional model
         inputs = build_inputs(spec)
-        terms = one_hot_terms(weights, inputs, spec)  # each [B, 1]
+        dropped = with_id_dropout(inputs, spec, config)  # unknown users (training only)
+        terms = one_hot_terms(weights, dropped, spec)  # each [B, 1]
         terms += [
             history_mean(history_weights[f.name](inputs[f.hist_name]), inputs[HIST_LEN], spec.max_len)
             for f in extra_history

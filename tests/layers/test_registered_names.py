@@ -34,7 +34,7 @@ SAVED_MODEL_NAMES = {
     for name in ("FESeq", "LogisticRegression", "DeepFM", "AutoInt", "DCNv2", "DIN", "BST", "DMR")
 }
 # Layers added since; registered the same way.
-NEW_NAMES = {"DINActivationUnit": "feseq_tf>DINActivationUnit"}
+NEW_NAMES = {"DINActivationUnit": "feseq_tf>DINActivationUnit", "IdDropout": "feseq_tf>IdDropout"}
 
 
 def _public_layer_classes() -> dict[str, type]:
