@@ -64,13 +64,15 @@ def test_baselines_search_only_the_fields_they_read():
     assert {"pooling_hidden", "input_interaction_layers"} <= set(
         tune.model_space("feseq", base, space)
     )
-    linear = {"learning_rate", "batch_size", "embedding_l2", "embedding_stddev"}
+    linear = {"learning_rate", "batch_size", "embedding_l2", "embedding_stddev", "id_dropout"}
     assert set(tune.model_space("lr", base, space)) == linear
 
 
-def test_suggest_of_the_default_params_gives_the_base_config():
-    base = preset("synthetic")
+@pytest.mark.parametrize("id_dropout", [0.0, "auto", 0.25])
+def test_suggest_of_the_default_params_gives_the_base_config(id_dropout):
+    base = preset("synthetic").override({"model": {"id_dropout": id_dropout}})
     space = tune.model_space("feseq", base, tune.parse_space(None))
+    assert id_dropout in space["id_dropout"].values  # 0.25: widened to hold it
     trial = optuna.trial.FixedTrial(tune.default_params(base, space))
     assert base.override(tune.suggest(trial, space)) == base
 

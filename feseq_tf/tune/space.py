@@ -2,7 +2,7 @@
 
 Search space (``--model`` decides which parameters are searched: each model gets only
 the ``ModelConfig`` fields it reads, see :data:`MODEL_PARAMS` (``lr``, the linear model,
-only the training parameters, ``embedding_l2`` and ``embedding_stddev``); the rest keep
+only the training parameters, ``embedding_l2``, ``embedding_stddev`` and ``id_dropout``); the rest keep
 the base config's values):
 
 ========================  =================================  ==========================
@@ -64,6 +64,13 @@ redraw_embeddings         {True, False}                      re-draw the id embe
                                                              climb where ids are
                                                              memorised, and may cost
                                                              where they are not
+id_dropout                {0, 0.1, 0.2, 0.3, "auto"}        train on OOV user and
+                                                             context ids: 0 (the paper)
+                                                             where every user is known,
+                                                             more where a split by time
+                                                             puts new users in valid and
+                                                             test; "auto" matches the
+                                                             valid split's OOV share
 ========================  =================================  ==========================
 
 ``--space FILE`` (JSON) replaces ranges: ``{"learning_rate": {"low": 3e-4, "high": 3e-3,
@@ -143,6 +150,7 @@ SEARCH_SPACE: dict[str, FloatRange | Choices] = {
     "wide_learning_rate_multiplier": FloatRange(1.0, 100.0, log=True),
     "target_in_output": Choices((True, False)),
     "redraw_embeddings": Choices((True, False)),
+    "id_dropout": Choices((0.0, 0.1, 0.2, 0.3, "auto")),
 }
 TRAIN_PARAMS = ("learning_rate", "batch_size")
 #: ``TrainConfig`` fields of the space (the rest are ``ModelConfig`` fields).
@@ -161,7 +169,7 @@ _SHARED = (
 MODEL_PARAMS: dict[str, tuple[str, ...]] = {
     "feseq": (
         *_SHARED, "pooling_hidden", "input_interaction_layers", "history_match", "wide",
-        "wide_learning_rate_multiplier", "target_in_output",
+        "wide_learning_rate_multiplier", "target_in_output", "id_dropout",
     ),
     "deepfm": _SHARED,
     "autoint": (*_SHARED, "input_interaction_layers"),
@@ -169,7 +177,7 @@ MODEL_PARAMS: dict[str, tuple[str, ...]] = {
     "din": (*_SHARED, "pooling_hidden"),
     "bst": _SHARED,
     "dmr": (*_SHARED, "pooling_hidden"),
-    "lr": (*TRAIN_PARAMS, "embedding_l2", "embedding_stddev"),
+    "lr": (*TRAIN_PARAMS, "embedding_l2", "embedding_stddev", "id_dropout"),
 }
 
 
@@ -272,7 +280,7 @@ def _encode(value: Any) -> Any:
 
 
 def _decode(value: Any) -> Any:
-    if isinstance(value, str):
+    if isinstance(value, str) and value[:1].isdigit():  # "256-128-64"; "auto" stays a word
         return [int(v) for v in value.split("-")]
     return value
 
