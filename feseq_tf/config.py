@@ -109,10 +109,10 @@ class ModelConfig:
             (:class:`feseq_tf.layers.IdDropout`), so that the model learns to predict
             for users it has never seen, as a split by time hands it. A float applies
             to every such field, a mapping to the fields it names; ``"auto"`` takes
-            each field's rate from the data when :func:`feseq_tf.train.run` builds the
-            model (:func:`feseq_tf.cold_start.id_dropout_rates`: as many OOV ids in
-            training as the validation split has). 0 = off (the paper). FESeq and the
-            logistic regression (``lr``) only.
+            each field's rate from the training split when :func:`feseq_tf.train.run`
+            builds the model (:func:`feseq_tf.cold_start.id_dropout_rates`: every
+            field's OOV id in at least 10 % of the training samples). 0 = off (the
+            paper). FESeq and the logistic regression (``lr``) only.
         mlp_units: list of int. Output MLP hidden units.
         dropout: float. Dropout rate everywhere.
         embedding_l2: float. lambda, L2 on the embedding rows used by the batch.

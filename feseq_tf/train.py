@@ -388,7 +388,7 @@ def _resolve_id_dropout(config: ExperimentConfig, dataset_dir: str, spec: Datase
 
     found = id_dropout_rates(dataset_dir, spec)
     shares = ", ".join(
-        f"{name} {rate:g} (OOV {found['train_oov'][name]:.3f} in train, {found['valid_oov'][name]:.3f} in valid)"
+        f"{name} {rate:g} (OOV share in train {found['train_oov'][name]:.3f})"
         for name, rate in found["rates"].items()
     )
     print(f"id dropout (auto): {shares or 'no non-sequential categorical field'}", flush=True)

@@ -1,4 +1,4 @@
-"""The "auto" id dropout: as many OOV user ids in training as in the validation split."""
+"""The "auto" id dropout: every field's OOV id trained on at least 10 % of the samples."""
 
 from __future__ import annotations
 
@@ -15,21 +15,19 @@ from pipelines import generic
 from pipelines.spec import PipelineSpec
 
 
-@pytest.mark.parametrize(
-    "train_oov, valid_oov, rate",
-    [(0.0, 0.85, 0.85), (0.6, 0.7, 0.25), (0.5, 0.5, 0.0), (0.7, 0.4, 0.0), (1.0, 1.0, 0.0),
-     (0.0, 1.0, cold_start.MAX_RATE)],
-)
-def test_shift_rate_matches_the_validation_share(train_oov, valid_oov, rate):
-    r = cold_start.shift_rate(train_oov, valid_oov)
+@pytest.mark.parametrize("train_oov, rate", [(0.0, 0.1), (0.05, 0.053), (0.1, 0.0), (0.63, 0.0), (1.0, 0.0)])
+def test_floor_rate_trains_the_oov_id_on_at_least_the_share(train_oov, rate):
+    r = cold_start.floor_rate(train_oov)
     assert r == pytest.approx(rate)
-    if 0 < r < cold_start.MAX_RATE:  # dropping known ids at r gives training the valid share
-        assert train_oov + (1 - train_oov) * r == pytest.approx(valid_oov, abs=1e-3)
+    # dropping the known ids at r gives the OOV id max(a, OOV_SHARE) of the samples
+    assert train_oov + (1 - train_oov) * r == pytest.approx(max(train_oov, cold_start.OOV_SHARE), abs=1e-3)
 
 
-def test_shift_rate_rejects_shares_outside_zero_one():
-    with pytest.raises(ValueError, match="valid_oov"):
-        cold_start.shift_rate(0.1, 1.5)
+def test_floor_rate_rejects_shares_outside_zero_one():
+    with pytest.raises(ValueError, match="train_oov"):
+        cold_start.floor_rate(1.5)
+    with pytest.raises(ValueError, match="share"):
+        cold_start.floor_rate(0.0, share=1.0)
 
 
 def _burst_log(n_users: int = 60, per_user: int = 20) -> pd.DataFrame:
@@ -55,12 +53,14 @@ def _prepare(tmp_path, df) -> str:
     return out
 
 
-def test_rates_from_a_log_whose_later_users_are_new(tmp_path):
-    found = cold_start.id_dropout_rates(_prepare(tmp_path, _burst_log()))
-    # 48 users train, 6 valid, 6 test: every training user is known, every valid user new
-    assert found["train_oov"] == {"user": 0.0, "city": 0.0}
-    assert found["valid_oov"] == {"user": 1.0, "city": 0.0}
-    assert found["rates"] == {"user": cold_start.MAX_RATE, "city": 0.0}
+def test_rates_from_the_training_split(tmp_path):
+    df = _burst_log()
+    df.loc[df.user.isin(["u0", "u1", "u2", "u3", "u4", "u5", "u6"]), "user"] = df.user + "_once"
+    df.loc[df.user.str.endswith("_once"), "user"] += df.ts.astype(str)  # 140 one-off users
+    found = cold_start.id_dropout_rates(_prepare(tmp_path, df))
+    # training: 140 of 960 impressions by users seen once (OOV at min_count 5), cities all known
+    assert found["train_oov"] == {"user": pytest.approx(140 / 960), "city": 0.0}
+    assert found["rates"] == {"user": 0.0, "city": 0.1}
     assert ModelConfig(id_dropout=found["rates"]).id_dropout == found["rates"]
 
 
@@ -72,14 +72,18 @@ def test_run_resolves_auto_into_the_models_rates_and_keeps_auto_in_the_config(tm
     train.main(["--dataset", data, "--output-dir", out, "--epochs", "1", "--no-export",
                 "--set", "model.id_dropout=auto", "--set", "model.mlp_units=[8]",
                 "--set", "model.embedding_dim=4", "--set", "model.transformer_heads=2"])
-    assert "id dropout (auto): user 0.95 (OOV 0.000 in train, 1.000 in valid), city 0" in capsys.readouterr().out
+    assert "id dropout (auto): user 0.1 (OOV share in train 0.000), city 0.1 (OOV share in train 0.000)" in (
+        capsys.readouterr().out
+    )
     with open(os.path.join(out, "config.json")) as fh:
         assert json.load(fh)["model"]["id_dropout"] == "auto"
     import keras
 
     model = keras.models.load_model(os.path.join(out, "model.keras"))
-    assert model.config.id_dropout == {"user": 0.95, "city": 0.0}
-    assert [layer.name for layer in model.layers if "id_dropout" in layer.name] == ["id_dropout_user"]
+    assert model.config.id_dropout == {"user": 0.1, "city": 0.1}
+    assert [layer.name for layer in model.layers if "id_dropout" in layer.name] == [
+        "id_dropout_user", "id_dropout_city"
+    ]
 
 
 def test_building_a_model_with_auto_or_an_unknown_field_says_what_to_do():

@@ -69,8 +69,9 @@ id_dropout                {0, 0.1, 0.2, 0.3, "auto"}        train on OOV user an
                                                              where every user is known,
                                                              more where a split by time
                                                              puts new users in valid and
-                                                             test; "auto" matches the
-                                                             valid split's OOV share
+                                                             test; "auto" trains each
+                                                             field's OOV id on >= 10 %
+                                                             of the samples
 ========================  =================================  ==========================
 
 ``--space FILE`` (JSON) replaces ranges: ``{"learning_rate": {"low": 3e-4, "high": 3e-3,
