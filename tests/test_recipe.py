@@ -80,21 +80,25 @@ def test_synthetic_preset_is_the_recipe_at_the_default_synthetic_size():
     from feseq_tf.config import preset
 
     spec = dataclasses.replace(spec_with(199_600), name="synthetic")
-    # but for re-drawing the embeddings, off so that the quick start stays short
+    # but for re-drawing the embeddings, off so that the quick start stays short, and id
+    # dropout, off where a user id is already OOV in most training samples
     quick = recipe.recipe(spec)
     assert quick.train.redraw_embeddings and not preset("synthetic").train.redraw_embeddings
-    assert preset("synthetic") == quick.override({"train": {"redraw_embeddings": False}})
+    assert quick.model.id_dropout == "auto" and preset("synthetic").model.id_dropout == 0.0
+    assert preset("synthetic") == quick.override(
+        {"train": {"redraw_embeddings": False}, "model": {"id_dropout": 0.0}}
+    )
 
 
 def test_recipe_switches_on_the_options_beyond_the_paper_and_presets_of_the_paper_do_not():
     for samples in (80_000, 2_000_000):
         cfg = recipe.recipe(spec_with(samples))
         assert cfg.model.history_match and cfg.model.wide and cfg.model.target_in_output
-        assert cfg.train.redraw_embeddings
+        assert cfg.train.redraw_embeddings and cfg.model.id_dropout == "auto"
     for name in ("eleme", "bundle"):
         paper = train.resolve_config(name)
         assert not (paper.model.history_match or paper.model.wide or paper.model.target_in_output)
-        assert not paper.train.redraw_embeddings
+        assert not paper.train.redraw_embeddings and paper.model.id_dropout == 0.0
 
 
 def test_named_datasets_keep_their_presets_and_directories_get_the_recipe():
