@@ -343,8 +343,11 @@ def hashed_parity_setup(tmp_path_factory):
     rows, raw_times = _raw_test_rows(dataset_dir, as_read)
     records = _records(dataset_dir)
     np.testing.assert_array_equal(records[spec.time_field], raw_times)
-    config = ModelConfig(embedding_dim=4, mlp_units=[16], pooling_hidden=16, transformer_heads=2)
+    # with id dropout, which must not reach the serving signature (training only)
+    config = ModelConfig(embedding_dim=4, mlp_units=[16], pooling_hidden=16, transformer_heads=2,
+                         id_dropout=0.5)
     model = FESeq(spec, config)
+    assert any(layer.name.startswith("id_dropout_") for layer in model.layers)
     return _perturbed_export(model, spec, os.path.join(dataset_dir, "vocab"),
                              str(root / "saved_model"), rows, records)
 
