@@ -112,7 +112,7 @@ class ModelConfig:
             each field's rate from the training split when :func:`feseq_tf.train.run`
             builds the model (:func:`feseq_tf.cold_start.id_dropout_rates`: every
             field's OOV id in at least 10 % of the training samples). 0 = off (the
-            paper). FESeq and the logistic regression (``lr``) only.
+            paper). Every model reads it.
         mlp_units: list of int. Output MLP hidden units.
         dropout: float. Dropout rate everywhere.
         embedding_l2: float. lambda, L2 on the embedding rows used by the batch.

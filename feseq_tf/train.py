@@ -368,22 +368,15 @@ def run(
             shutil.rmtree(out, ignore_errors=True)
 
 
-#: The models that read ``ModelConfig.id_dropout``.
-ID_DROPOUT_MODELS = ("feseq", "lr")
-
-
 def _resolve_id_dropout(config: ExperimentConfig, dataset_dir: str, spec: DatasetSpec) -> ModelConfig:
     """The model config with ``id_dropout="auto"`` replaced by the data's rates.
 
-    FESeq and the logistic regression only: the baselines ignore the option (their rate
-    becomes 0). The rates are printed; ``config.json`` keeps ``"auto"`` and the saved
-    model holds the rates.
+    The rates are printed; ``config.json`` keeps ``"auto"`` and the saved model holds
+    the rates.
     """
     model_config = config.model
     if model_config.id_dropout != AUTO_ID_DROPOUT:
         return model_config
-    if config.model_name not in ID_DROPOUT_MODELS:
-        return dataclasses.replace(model_config, id_dropout=0.0)
     from feseq_tf.cold_start import id_dropout_rates
 
     found = id_dropout_rates(dataset_dir, spec)

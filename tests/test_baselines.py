@@ -250,3 +250,16 @@ def test_a_baseline_exports_a_serving_savedmodel_without_the_attention_signature
         contract = json.load(fh)
     assert list(contract["signatures"]) == ["serving_default"]
     assert list(tf.saved_model.load(path).signatures) == ["serving_default"]
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_id_dropout_gives_the_baselines_oov_users_in_training_only(spec, name):
+    keras.utils.set_random_seed(5)
+    model = build_model(name, spec, tiny_config(id_dropout={"user_id": 0.999}))
+    randomize_weights(model)
+    x = tiny_batch(spec)
+    x["user_id"][:] = np.arange(len(x["user_id"])) % 5 + 2  # every user known
+    oov = dict(x, user_id=np.ones_like(x["user_id"]))
+    # both in training mode: DIN's Dice normalises with the batch's statistics there
+    np.testing.assert_allclose(model(x, training=True).numpy(), model(oov, training=True).numpy(), atol=1e-6)
+    assert np.abs(model(x, training=False).numpy() - model(oov, training=False).numpy()).max() > 1e-5

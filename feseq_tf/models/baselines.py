@@ -22,7 +22,8 @@ label (the target gets the unknown label). Without such a field every model is
 unchanged.
 
 Which ``ModelConfig`` fields each reads (all read ``embedding_dim``, ``embedding_l2``,
-``embedding_stddev``, ``mlp_units`` and ``dropout``; the others are ignored):
+``embedding_stddev``, ``mlp_units``, ``dropout`` and ``id_dropout``; the others are
+ignored):
 
 ==========  ===========================================================================
 deepfm      nothing else. Output: the head sees [MLP(flat e), FM term, first-order term],
@@ -71,6 +72,7 @@ from feseq_tf.models.common import (
     embedding_tables,
     model_spec_and_config,
     output_mlp,
+    with_id_dropout,
 )
 from feseq_tf.options import DCN_STRUCTURES
 from feseq_tf.schema import HIST_LEN, DatasetSpec, FieldSpec
@@ -150,9 +152,10 @@ class DeepFM(BaselineModel):
         mlp = output_mlp(config)
         # ---- functional model
         inputs = build_inputs(spec)
-        emb = ops.stack(_target_row(tables, inputs, fields, spec.max_len), axis=1)  # [B, F, d]
+        ids = with_id_dropout(inputs, spec, config)  # unknown users (training only)
+        emb = ops.stack(_target_row(tables, ids, fields, spec.max_len), axis=1)  # [B, F, d]
         linear = ops.sum(
-            ops.concatenate(_target_row(first_order, inputs, fields, spec.max_len), axis=-1),
+            ops.concatenate(_target_row(first_order, ids, fields, spec.max_len), axis=-1),
             axis=-1,
             keepdims=True,
         )  # [B, 1]
@@ -193,7 +196,8 @@ class AutoInt(BaselineModel):
         mlp = output_mlp(config)
         # ---- functional model
         inputs = build_inputs(spec)
-        x = ops.stack(_target_row(tables, inputs, fields, spec.max_len), axis=1)  # [B, F, d]
+        ids = with_id_dropout(inputs, spec, config)  # unknown users (training only)
+        x = ops.stack(_target_row(tables, ids, fields, spec.max_len), axis=1)  # [B, F, d]
         x = _apply(interaction, x)
         probability = _apply(mlp, ops.reshape(x, (-1, x.shape[1] * x.shape[2])))
         super().__init__(inputs=inputs, outputs=probability, **kwargs)
@@ -237,7 +241,8 @@ class DCNv2(BaselineModel):
         mlp = output_mlp(config)
         # ---- functional model
         inputs = build_inputs(spec)
-        x0 = ops.concatenate(_target_row(tables, inputs, fields, spec.max_len), axis=-1)  # [B, F*d]
+        ids = with_id_dropout(inputs, spec, config)  # unknown users (training only)
+        x0 = ops.concatenate(_target_row(tables, ids, fields, spec.max_len), axis=-1)  # [B, F*d]
         x = x0
         for layer in cross:
             x = layer(x0, x)
@@ -313,7 +318,8 @@ class DIN(BaselineModel):
         mlp = output_mlp(config)
         # ---- functional model
         inputs = build_inputs(spec)
-        x = parts(inputs)
+        ids = with_id_dropout(inputs, spec, config)  # unknown users (training only)
+        x = parts(ids)
         pooled = attention(x["target"], x["history"], padding_mask=x["mask"][:, :-1])
         probability = _apply(mlp, _concat([pooled, x["target"]] + x["others"]))
         super().__init__(inputs=inputs, outputs=probability, **kwargs)
@@ -363,7 +369,8 @@ class BST(BaselineModel):
         mlp = output_mlp(config)
         # ---- functional model
         inputs = build_inputs(spec)
-        x = parts(inputs)
+        ids = with_id_dropout(inputs, spec, config)  # unknown users (training only)
+        x = parts(ids)
         sequence = ops.concatenate([x["history"], ops.expand_dims(x["target"], 1)], axis=1)
         refined = transformer(sequence, time_intervals=x["time_intervals"], padding_mask=x["mask"])
         refined = refined * ops.expand_dims(ops.cast(x["mask"], refined.dtype), -1)
@@ -416,11 +423,12 @@ class DMR(BaselineModel):
         mlp = output_mlp(config)
         # ---- functional model
         inputs = build_inputs(spec)
-        x = parts(inputs)
+        ids = with_id_dropout(inputs, spec, config)  # unknown users (training only)
+        x = parts(ids)
         mask = x["mask"][:, :-1]
         user = user_act(user_vector(user_attention(x["history"], padding_mask=mask)))
         target_out = _concat(
-            [output_tables[f.name](inputs[f.name]) for f in parts.behaviour_fields]
+            [output_tables[f.name](ids[f.name]) for f in parts.behaviour_fields]
         )
         r_u2i = ops.sum(user * target_out, axis=-1, keepdims=True)
         pooled, logits = item_attention(

@@ -164,13 +164,14 @@ _SHARED = (
     "embedding_stddev",
     "embedding_dim",
     "mlp_units",
+    "id_dropout",
 )
 #: The parameters searched for each model: those it reads (``feseq_tf.models.baselines``
 #: lists the fields each baseline reads). A model not listed gets ``TRAIN_PARAMS`` only.
 MODEL_PARAMS: dict[str, tuple[str, ...]] = {
     "feseq": (
         *_SHARED, "pooling_hidden", "input_interaction_layers", "history_match", "wide",
-        "wide_learning_rate_multiplier", "target_in_output", "id_dropout",
+        "wide_learning_rate_multiplier", "target_in_output",
     ),
     "deepfm": _SHARED,
     "autoint": (*_SHARED, "input_interaction_layers"),
