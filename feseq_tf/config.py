@@ -110,9 +110,10 @@ class ModelConfig:
             for users it has never seen, as a split by time hands it. A float applies
             to every such field, a mapping to the fields it names; ``"auto"`` takes
             each field's rate from the training split when :func:`feseq_tf.train.run`
-            builds the model (:func:`feseq_tf.cold_start.id_dropout_rates`: every
-            field's OOV id in at least 10 % of the training samples). 0 = off (the
-            paper). Every model reads it.
+            builds the model (:func:`feseq_tf.cold_start.id_dropout_rates`: a field
+            with more OOV ids in the validation split than in training gets its OOV id
+            in at least 10 % of the training samples). 0 = off (the paper). Every
+            model reads it.
         mlp_units: list of int. Output MLP hidden units.
         dropout: float. Dropout rate everywhere.
         embedding_l2: float. lambda, L2 on the embedding rows used by the batch.
@@ -313,8 +314,9 @@ PRESETS: dict[str, ExperimentConfig] = {
     # are kept across epochs (redraw_embeddings off), so that the quick start's default
     # run stops within about 10 minutes on a 2-core CPU; re-drawn, FESeq trains up to about
     # three times as many epochs there and ends higher (README, "Re-drawing the embeddings").
-    # Another: no id dropout (id_dropout 0; the recipe's "auto" would drop only the small
-    # user fields there, a user id being OOV in 63 % of its training samples already).
+    # Id dropout is 0, which is what the recipe's "auto" gives on this data (a user id is
+    # OOV in 63 % of its training samples already), stated so that a model built from the
+    # preset needs no data to resolve it.
     "synthetic": ExperimentConfig(
         dataset="synthetic",
         model=ModelConfig(

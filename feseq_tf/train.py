@@ -381,7 +381,7 @@ def _resolve_id_dropout(config: ExperimentConfig, dataset_dir: str, spec: Datase
 
     found = id_dropout_rates(dataset_dir, spec)
     shares = ", ".join(
-        f"{name} {rate:g} (OOV share in train {found['train_oov'][name]:.3f})"
+        f"{name} {rate:g} (OOV {found['train_oov'][name]:.3f} of train, {found['valid_oov'][name]:.3f} of valid)"
         for name, rate in found["rates"].items()
     )
     print(f"id dropout (auto): {shares or 'no non-sequential categorical field'}", flush=True)

@@ -1,4 +1,5 @@
-"""The "auto" id dropout: every field's OOV id trained on at least 10 % of the samples."""
+"""The "auto" id dropout: where validation has more unknown ids than training, train the
+OOV id on at least 10 % of the samples."""
 
 from __future__ import annotations
 
@@ -53,15 +54,22 @@ def _prepare(tmp_path, df) -> str:
     return out
 
 
-def test_rates_from_the_training_split(tmp_path):
-    df = _burst_log()
-    df.loc[df.user.isin(["u0", "u1", "u2", "u3", "u4", "u5", "u6"]), "user"] = df.user + "_once"
-    df.loc[df.user.str.endswith("_once"), "user"] += df.ts.astype(str)  # 140 one-off users
-    found = cold_start.id_dropout_rates(_prepare(tmp_path, df))
-    # training: 140 of 960 impressions by users seen once (OOV at min_count 5), cities all known
-    assert found["train_oov"] == {"user": pytest.approx(140 / 960), "city": 0.0}
-    assert found["rates"] == {"user": 0.0, "city": 0.1}
+def test_rates_only_for_fields_with_more_unknown_values_in_validation(tmp_path):
+    found = cold_start.id_dropout_rates(_prepare(tmp_path / "bursts", _burst_log()))
+    # 48 users train, 6 valid, 6 test: every training user known, every valid user new;
+    # every city known everywhere
+    assert found["train_oov"] == {"user": 0.0, "city": 0.0}
+    assert found["valid_oov"] == {"user": 1.0, "city": 0.0}
+    assert found["rates"] == {"user": 0.1, "city": 0.0}
     assert ModelConfig(id_dropout=found["rates"]).id_dropout == found["rates"]
+    df = _burst_log()
+    early = df.user.isin([f"u{k}" for k in range(7)])
+    df.loc[early, "user"] = df.user + "_" + df.ts.astype(str)  # 140 one-off users, in training
+    found = cold_start.id_dropout_rates(_prepare(tmp_path / "one_off", df))
+    # the OOV user id is already in 140 of 960 training samples: nothing to add
+    assert found["train_oov"]["user"] == pytest.approx(140 / 960)
+    assert found["valid_oov"]["user"] == 1.0
+    assert found["rates"] == {"user": 0.0, "city": 0.0}
 
 
 def test_run_resolves_auto_into_the_models_rates_and_keeps_auto_in_the_config(tmp_path, capsys):
@@ -72,7 +80,7 @@ def test_run_resolves_auto_into_the_models_rates_and_keeps_auto_in_the_config(tm
     train.main(["--dataset", data, "--output-dir", out, "--epochs", "1", "--no-export",
                 "--set", "model.id_dropout=auto", "--set", "model.mlp_units=[8]",
                 "--set", "model.embedding_dim=4", "--set", "model.transformer_heads=2"])
-    assert "id dropout (auto): user 0.1 (OOV share in train 0.000), city 0.1 (OOV share in train 0.000)" in (
+    assert "id dropout (auto): user 0.1 (OOV 0.000 of train, 1.000 of valid), city 0 (OOV 0.000" in (
         capsys.readouterr().out
     )
     with open(os.path.join(out, "config.json")) as fh:
@@ -80,10 +88,8 @@ def test_run_resolves_auto_into_the_models_rates_and_keeps_auto_in_the_config(tm
     import keras
 
     model = keras.models.load_model(os.path.join(out, "model.keras"))
-    assert model.config.id_dropout == {"user": 0.1, "city": 0.1}
-    assert [layer.name for layer in model.layers if "id_dropout" in layer.name] == [
-        "id_dropout_user", "id_dropout_city"
-    ]
+    assert model.config.id_dropout == {"user": 0.1, "city": 0.0}
+    assert [layer.name for layer in model.layers if "id_dropout" in layer.name] == ["id_dropout_user"]
 
 
 def test_building_a_model_with_auto_or_an_unknown_field_says_what_to_do():

@@ -81,7 +81,7 @@ def test_synthetic_preset_is_the_recipe_at_the_default_synthetic_size():
 
     spec = dataclasses.replace(spec_with(199_600), name="synthetic")
     # but for re-drawing the embeddings, off so that the quick start stays short, and id
-    # dropout, off where a user id is already OOV in most training samples
+    # dropout, 0: what "auto" resolves to on this data (tests/test_cold_start.py)
     quick = recipe.recipe(spec)
     assert quick.train.redraw_embeddings and not preset("synthetic").train.redraw_embeddings
     assert quick.model.id_dropout == "auto" and preset("synthetic").model.id_dropout == 0.0
