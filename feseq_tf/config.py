@@ -109,8 +109,8 @@ class ModelConfig:
             (:class:`feseq_tf.layers.IdDropout`), so that the model learns to predict
             for users it has never seen, as a split by time hands it. A float applies
             to every such field, a mapping to the fields it names; ``"auto"`` takes
-            each field's rate from the training split when :func:`feseq_tf.train.run`
-            builds the model (:func:`feseq_tf.cold_start.id_dropout_rates`: a field
+            each field's rate from the training and validation splits when
+            :func:`feseq_tf.train.run` builds the model (:func:`feseq_tf.cold_start.id_dropout_rates`: a field
             with more OOV ids in the validation split than in training gets its OOV id
             in at least 10 % of the training samples). 0 = off (the paper). Every
             model reads it.
