@@ -49,7 +49,6 @@ class IdDropout(keras.layers.Layer):
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.supports_masking = False
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         if not training or self.rate == 0.0:

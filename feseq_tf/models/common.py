@@ -7,6 +7,7 @@ from typing import Any
 
 import keras
 
+from feseq_tf.cold_start import id_dropout_fields
 from feseq_tf.config import AUTO_ID_DROPOUT, ModelConfig
 from feseq_tf.layers import FieldEmbedding, IdDropout, NumericEmbedding
 from feseq_tf.layers.initializers import clone_initializer
@@ -112,7 +113,7 @@ def id_dropout_rates_of(spec: DatasetSpec, config: ModelConfig) -> dict[str, flo
         ValueError: ``"auto"`` (the training run resolves it from the data first), or a
             mapping naming a field that is not a non-sequential categorical field.
     """
-    fields = tuple(f.name for f in spec.non_sequential_fields if f.is_categorical)
+    fields = id_dropout_fields(spec)
     value = config.id_dropout
     if value == AUTO_ID_DROPOUT:
         raise ValueError(
