@@ -203,7 +203,8 @@ class TrainConfig:
         redraw_embeddings: bool. Re-draw the categorical embedding tables (and zero their
             optimizer slots) at the start of every epoch after the first, keeping every
             other weight (:mod:`feseq_tf.redraw`; MEDA, Fan et al. 2024). Off in the paper
-            presets; ignored by the logistic regression, which is embeddings only.
+            presets; ignored by the logistic regression, which is embeddings only. With it
+            early stopping never picks the first epoch (:func:`feseq_tf.training.selection_warmup`).
     """
 
     learning_rate: float = 1e-3

@@ -9,7 +9,9 @@ start of each epoch: the embeddings never see a sample twice, while the interact
 sequence and output layers keep learning, each epoch from embeddings drawn anew (a
 data augmentation of sorts). The model after epoch ``k`` is the trained upper layers
 plus the embeddings learnt during epoch ``k``, so early stopping and the best-weight
-restore work as before.
+restore work as before, except that the first epoch is never chosen: its model is the
+one training without re-drawing gives, and the augmentation starts with the second
+(:func:`feseq_tf.training.selection_warmup`).
 
 :class:`RedrawEmbeddings` re-draws every :class:`~feseq_tf.layers.embedding.FieldEmbedding`
 table (the categorical fields' embeddings and the wide term's per-id weights) from the

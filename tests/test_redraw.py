@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -112,3 +114,74 @@ def test_redraw_embeddings_must_be_a_bool():
     assert TrainConfig().redraw_embeddings is False  # off in the paper presets
     with pytest.raises(ValueError, match="redraw_embeddings must be true or false"):
         TrainConfig(redraw_embeddings="yes")
+
+
+# ---- early stopping with re-drawn embeddings: the first epoch is never the best --------------
+def test_selection_warmup_is_one_epoch_only_when_embeddings_are_redrawn():
+    from feseq_tf.training import selection_warmup
+
+    assert selection_warmup(TrainConfig(redraw_embeddings=True, epochs=5), "feseq") == 1
+    assert selection_warmup(TrainConfig(redraw_embeddings=True, epochs=5), "dmr") == 1
+    assert selection_warmup(TrainConfig(redraw_embeddings=False, epochs=5), "feseq") == 0
+    # One epoch: nothing to choose from but the first; lr is never re-drawn.
+    assert selection_warmup(TrainConfig(redraw_embeddings=True, epochs=1), "feseq") == 0
+    assert selection_warmup(TrainConfig(redraw_embeddings=True, epochs=5), "lr") == 0
+
+
+def _validation_with_scripted_aucs(monkeypatch, dataset_dir, scale):
+    """Make the validation split's predictions ``(label * scale[k] + noise) / 2`` at the
+    k-th validation call (noise uniform in [0, 1), scale in (0, 1)), so the validation AUC
+    rises and falls with ``scale``; other splits
+    are predicted by the model as usual."""
+    from feseq_tf import training
+    from feseq_tf.data import read_columns
+    from feseq_tf.schema import DatasetSpec
+
+    label = DatasetSpec.load(dataset_dir).label
+    labels = read_columns(dataset_dir, "valid")[label].reshape(-1).astype("float64")
+    noise = np.random.default_rng(0).random(labels.shape)
+    original, calls = training.predict_split, []
+
+    def scripted(model, dataset_dir_, split, batch_size, spec=None):
+        if split != "valid" or len(calls) >= len(scale):
+            return original(model, dataset_dir_, split, batch_size, spec)
+        calls.append(split)
+        return (labels * scale[len(calls) - 1] + noise) / 2
+
+    monkeypatch.setattr(training, "predict_split", scripted)
+
+
+@pytest.mark.parametrize("redraw, best_epoch, epochs_run", [(True, 3, 3), (False, 1, 3)])
+def test_early_stopping_never_picks_the_first_epoch_of_a_redrawn_run(
+    tiny_trained_run, tmp_path, monkeypatch, redraw, best_epoch, epochs_run
+):
+    from feseq_tf import train
+
+    # Validation AUC: highest after epoch 1, then down and up again (patience 2).
+    _validation_with_scripted_aucs(monkeypatch, tiny_trained_run.dataset_dir, [0.8, 0.2, 0.5])
+    overrides = {"model": {"mlp_units": [8], "pooling_hidden": 8, "embedding_dim": 4,
+                           "transformer_heads": 2},
+                 "train": {"epochs": 3, "batch_size": 512, "patience": 2,
+                           "redraw_embeddings": redraw}}
+    config = train.resolve_config("synthetic", overrides=overrides)
+    metrics = train.run(config, tiny_trained_run.dataset_dir, str(tmp_path / "run"),
+                        attention_summaries=False, export=False, verbose=0)
+    aucs = [h["val_auc"] for h in metrics["history"]]
+    assert aucs[0] > aucs[2] > aucs[1]  # the script took effect
+    assert metrics["best_epoch"] == best_epoch and metrics["epochs_run"] == epochs_run
+    with open(tmp_path / "run" / "train_state.json") as fh:
+        state = json.load(fh)
+    assert state["best_epoch"] + 1 == best_epoch
+    assert state["best_auc"] == pytest.approx(aucs[best_epoch - 1])
+
+
+def test_warmup_epochs_are_never_the_best_and_spend_no_patience(tiny_trained_run, tmp_path):
+    from feseq_tf.training import ExactValidation
+
+    validation = ExactValidation(tiny_trained_run.dataset_dir, str(tmp_path), 512, patience=2,
+                                 write=False, warmup_epochs=2)
+    assert [validation._record(e, auc) for e, auc in enumerate([0.9, 0.8, 0.6, 0.7, 0.65])] == [
+        False, False, True, True, False]
+    assert (validation.best_epoch, validation.best_auc, validation.wait) == (3, 0.7, 1)
+    with pytest.raises(ValueError, match="warmup_epochs must be an integer >= 0"):
+        ExactValidation(tiny_trained_run.dataset_dir, str(tmp_path), 512, patience=2, warmup_epochs=-1)
