@@ -25,7 +25,9 @@ regimes of ``pipelines.synthetic.REGIMES``):
    256 and 512 came out even. Steps per epoch grow like ``sqrt(train_samples)`` and so
    do batches, so large data still trains at a batch that keeps the hardware busy.
 2. **Stop on the data, not on a cap.** Early stopping on the exact validation AUC with
-   patience 2 and the best weights restored; the epoch cap (30) is a safety net.
+   patience 2 and the best weights restored; the epoch cap (30) is a safety net. With the
+   embeddings re-drawn (item 4) the first epoch is never the best
+   (:func:`feseq_tf.training.selection_warmup`).
 3. **Embeddings that attention can use.** Embeddings drawn at standard deviation 0.05
    without embedding L2; dropout 0.1 everywhere; the output MLP and the pooling are
    sized to the data (256-128-64 and 64 below a million training samples, the paper's
