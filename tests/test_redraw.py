@@ -131,8 +131,7 @@ def test_selection_warmup_is_one_epoch_only_when_embeddings_are_redrawn():
 def _validation_with_scripted_aucs(monkeypatch, dataset_dir, scale):
     """Make the validation split's predictions ``(label * scale[k] + noise) / 2`` at the
     k-th validation call (noise uniform in [0, 1), scale in (0, 1)), so the validation AUC
-    rises and falls with ``scale``; other splits
-    are predicted by the model as usual."""
+    rises and falls with ``scale``; other splits are predicted by the model as usual."""
     from feseq_tf import training
     from feseq_tf.data import read_columns
     from feseq_tf.schema import DatasetSpec
