@@ -136,6 +136,12 @@ def evaluate_split(
     )
 
 
+def redraws_embeddings(train: TrainConfig, model_name: str) -> bool:
+    """Whether the run re-draws its embeddings: ``redraw_embeddings``, except for the
+    logistic regression (nothing but per-id weights to carry across epochs)."""
+    return train.redraw_embeddings and model_name != "lr"
+
+
 def selection_warmup(train: TrainConfig, model_name: str) -> int:
     """Epochs that early stopping never picks: 1 with re-drawn embeddings, else 0.
 
@@ -147,8 +153,7 @@ def selection_warmup(train: TrainConfig, model_name: str) -> int:
     FESeq run peaked there (README, "Re-drawing the embeddings every epoch"). A run of
     one epoch, and the logistic regression (never re-drawn), keep every epoch a candidate.
     """
-    redrawn = train.redraw_embeddings and model_name != "lr"
-    return 1 if redrawn and train.epochs > 1 else 0
+    return 1 if redraws_embeddings(train, model_name) and train.epochs > 1 else 0
 
 
 class ExactValidation(keras.callbacks.Callback):
@@ -440,12 +445,11 @@ def fit(
     # Validation state is written before the backup: a kill between the two re-runs the
     # epoch, and the resumed validation drops what it had recorded for it.
     callbacks = [EpochSeeds(train.seed), timer, validation, _Backup(backup_dir, write=write)]
-    if train.redraw_embeddings:
-        if config.model_name == "lr":
-            print("note: redraw_embeddings ignored for lr (it has nothing but its "
-                  "per-id weights to carry across epochs)", flush=True)
-        else:
-            callbacks.insert(1, RedrawEmbeddings(train.seed, verbose=write))
+    if redraws_embeddings(train, config.model_name):
+        callbacks.insert(1, RedrawEmbeddings(train.seed, verbose=write))
+    elif train.redraw_embeddings:
+        print("note: redraw_embeddings ignored for lr (it has nothing but its "
+              "per-id weights to carry across epochs)", flush=True)
     if write:
         callbacks.append(
             keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False))

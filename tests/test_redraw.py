@@ -118,7 +118,11 @@ def test_redraw_embeddings_must_be_a_bool():
 
 # ---- early stopping with re-drawn embeddings: the first epoch is never the best --------------
 def test_selection_warmup_is_one_epoch_only_when_embeddings_are_redrawn():
-    from feseq_tf.training import selection_warmup
+    from feseq_tf.training import redraws_embeddings, selection_warmup
+
+    assert redraws_embeddings(TrainConfig(redraw_embeddings=True), "feseq")
+    assert not redraws_embeddings(TrainConfig(redraw_embeddings=True), "lr")
+    assert not redraws_embeddings(TrainConfig(redraw_embeddings=False), "din")
 
     assert selection_warmup(TrainConfig(redraw_embeddings=True, epochs=5), "feseq") == 1
     assert selection_warmup(TrainConfig(redraw_embeddings=True, epochs=5), "dmr") == 1
