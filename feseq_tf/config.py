@@ -110,7 +110,8 @@ class ModelConfig:
             for users it has never seen, as a split by time hands it. A float applies
             to every such field, a mapping to the fields it names; ``"auto"`` takes
             each field's rate from the training and validation splits when
-            :func:`feseq_tf.train.run` builds the model (:func:`feseq_tf.cold_start.id_dropout_rates`: a field
+            :func:`feseq_tf.train.run` builds the model
+            (:func:`feseq_tf.cold_start.id_dropout_rates`: a field
             with more OOV ids in the validation split than in training gets its OOV id
             in at least 10 % of the training samples). 0 = off (the paper). Every
             model reads it.
@@ -204,7 +205,8 @@ class TrainConfig:
             optimizer slots) at the start of every epoch after the first, keeping every
             other weight (:mod:`feseq_tf.redraw`; MEDA, Fan et al. 2024). Off in the paper
             presets; ignored by the logistic regression, which is embeddings only. With it
-            early stopping never picks the first epoch (:func:`feseq_tf.training.selection_warmup`).
+            early stopping never picks the first epoch
+            (:func:`feseq_tf.training.selection_warmup`).
     """
 
     learning_rate: float = 1e-3
