@@ -91,6 +91,11 @@ class ModelConfig:
         history_match: bool. Add one field to every position embedding which of its
             categorical fields equal the target's (:class:`feseq_tf.layers.HistoryMatch`);
             the paper has none (False). FESeq only.
+        history_summary: bool. Also feed a summary of the history that does not depend
+            on the target to the output MLP: the mean of the refined history positions
+            (the causal mask keeps the target out of them), as DMR feeds its user
+            vector; the paper pools the history only with the target as the query
+            (False). FESeq only.
         wide: bool. Add a linear (one-hot, logistic-regression) term of the target-side
             fields to the output logit, as Wide & Deep does, so per-id main effects need
             not pass through the attention; the paper has none (False). FESeq only.
@@ -145,6 +150,7 @@ class ModelConfig:
     wide: bool = False
     wide_learning_rate_multiplier: float = 1.0
     history_match: bool = False
+    history_summary: bool = False
     id_dropout: float | str | dict[str, float] = 0.0
     mlp_units: list[int] = dataclasses.field(default_factory=lambda: [1024, 512, 256])
     dropout: float = 0.1

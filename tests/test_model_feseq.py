@@ -155,6 +155,7 @@ ABLATIONS = {
     "depth_3_1": dict(input_interaction_layers=3, target_interaction_layers=1),
     "layer_norm": dict(transformer_layer_norm=True),
     "shared_target_embedding": dict(share_target_embedding=True),
+    "history_summary": dict(history_summary=True),
 }
 
 
@@ -343,3 +344,39 @@ def test_id_dropout_trains_on_oov_user_ids_and_serves_the_ids_as_given(spec):
 def test_id_dropout_must_be_a_probability(bad):
     with pytest.raises(ValueError, match="id_dropout"):
         tiny_config(id_dropout=bad)
+
+
+def test_history_summary_is_the_users_history_alone(spec):
+    # The summary pools the refined history positions: the causal mask keeps the
+    # target out of them, padding never enters, and an empty history gives zeros.
+    keras.utils.set_random_seed(3)
+    model = FESeq(spec, tiny_config(history_summary=True))
+    randomize_weights(model)
+    summary = keras.Model(model.inputs, model.get_layer("history_summary").output)
+    x = tiny_batch(spec)
+    s = keras.ops.convert_to_numpy(summary(x, training=False))
+    empty = x["hist_len"] == 0
+    assert empty[0] and not empty[1]
+    assert np.all(s[empty] == 0) and np.all(np.abs(s[~empty]).sum(axis=1) > 0)
+    other_target = dict(x, item_id=(x["item_id"] % 9) + 1, category=(x["category"] % 4) + 1)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(summary(other_target, training=False)), s, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(model.predict(other_target, verbose=0), model.predict(x, verbose=0))
+    other_history = dict(x, item_id_list=x["item_id_list"].copy())
+    other_history["item_id_list"][1, -1] = (x["item_id_list"][1, -1] % 9) + 1  # row 1: full history
+    t = keras.ops.convert_to_numpy(summary(other_history, training=False))
+    assert not np.allclose(t[1], s[1])
+    np.testing.assert_allclose(np.delete(t, 1, 0), np.delete(s, 1, 0), rtol=1e-6, atol=1e-7)
+
+
+def test_history_summary_widens_the_mlp_input_by_one_refined_position(spec):
+    with_summary = FESeq(spec, tiny_config(history_summary=True))
+    plain = FESeq(spec, tiny_config())
+    assert "history_summary" not in {layer.name for layer in plain.layers}
+    width = with_summary.get_layer("history_summary").output.shape[-1]
+    pooled, _ = with_summary.get_layer("sequence_pooling").output
+    assert width == pooled.shape[-1]
+
+    def mlp_inputs(m):
+        return m.get_layer("mlp_dense_0").kernel.shape[0]
+
+    assert mlp_inputs(with_summary) == mlp_inputs(plain) + width

@@ -17,9 +17,11 @@ is the last position), F = 23 fields, d = 16, model_dim = F*d + 2d = 400.
 6. Output: concat(pooled, non-sequential embeddings) -> MLP (LeakyReLU, dropout) -> sigmoid.
    Two options beyond the paper, off by default: ``target_in_output`` also feeds the
    target item's representation to the MLP (as DIN does), ``wide`` adds a linear one-hot
-   term of the target-side fields to the logit (as Wide & Deep does), and
+   term of the target-side fields to the logit (as Wide & Deep does),
    ``history_match`` adds one field to every position stating which of its categorical
-   fields equal the target's (:class:`~feseq_tf.layers.HistoryMatch`).
+   fields equal the target's (:class:`~feseq_tf.layers.HistoryMatch`), and
+   ``history_summary`` also feeds the MLP the mean of the refined history positions, a
+   summary of the user that does not depend on the target (as DMR's user vector).
 
 The model never compiles itself; losses other than the embedding L2 (which the
 embedding tables add with ``add_loss`` on the distinct rows each batch uses) live in
@@ -151,6 +153,9 @@ class FESeq(SpecModel):
             pooling = MeanPooling(name="sequence_pooling")
         else:
             pooling = TargetPooling(name="sequence_pooling")
+        summary = None
+        if config.history_summary and config.use_history:  # target-independent user summary
+            summary = MeanPooling(name="history_summary")
         *mlp, head = output_mlp(config)
         if config.wide:  # logistic regression on the target side, added to the logit
             wide_multiplier = config.wide_learning_rate_multiplier
@@ -207,6 +212,8 @@ class FESeq(SpecModel):
         )
 
         parts = [pooled]
+        if summary is not None:  # the history positions only (the target is the last)
+            parts.append(summary(None, refined[:, :-1], padding_mask=padding_mask[:, :-1]))
         if config.target_in_output:
             if query is not None:
                 parts.append(query)
