@@ -139,8 +139,12 @@ _SUITES: dict[str, tuple[Variant, ...]] = {
             "no_target_in_output", "w/o Target in output",
             overrides=(("model.target_in_output", False),),
         ),
-        # An option beyond the paper that the recipe leaves off.
+        # Options beyond the paper that the recipe leaves off.
         Variant("with_summary", "+ History summary", overrides=(("model.history_summary", True),)),
+        Variant(
+            "with_counts", "+ History match counts",
+            overrides=(("model.history_match_counts", True),),
+        ),
     ),
     "depth": tuple(_depth(m, 2) for m in range(4)) + tuple(_depth(2, n) for n in (0, 1, 3)),
     "embedding": tuple(

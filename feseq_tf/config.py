@@ -91,6 +91,12 @@ class ModelConfig:
         history_match: bool. Add one field to every position embedding which of its
             categorical fields equal the target's (:class:`feseq_tf.layers.HistoryMatch`);
             the paper has none (False). FESeq only.
+        history_match_counts: bool. Also feed the output MLP, for every categorical
+            field of the history, how many real history entries equal the target's value
+            (divided by ``max_len``). Softmax pooling returns a weighted mean, in which
+            how many entries are relevant is normalised away (DIN keeps its attention
+            weights unnormalised for that reason); the counts state it. The paper has
+            none (False). FESeq only.
         history_summary: bool. Also feed a summary of the history that does not depend
             on the target to the output MLP: the mean of the refined history positions
             (the causal mask keeps the target out of them), as DMR feeds its user
@@ -150,6 +156,7 @@ class ModelConfig:
     wide: bool = False
     wide_learning_rate_multiplier: float = 1.0
     history_match: bool = False
+    history_match_counts: bool = False
     history_summary: bool = False
     id_dropout: float | str | dict[str, float] = 0.0
     mlp_units: list[int] = dataclasses.field(default_factory=lambda: [1024, 512, 256])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from feseq_tf.config import ModelConfig
-from feseq_tf.models.feseq import FESeq
+from feseq_tf.models.feseq import FESeq, match_counts
 from feseq_tf.schema import DatasetSpec, FieldSpec
 from feseq_tf.testing import random_features
 
@@ -156,6 +156,7 @@ ABLATIONS = {
     "layer_norm": dict(transformer_layer_norm=True),
     "shared_target_embedding": dict(share_target_embedding=True),
     "history_summary": dict(history_summary=True),
+    "history_match_counts": dict(history_match_counts=True),
 }
 
 
@@ -380,3 +381,30 @@ def test_history_summary_widens_the_mlp_input_by_one_refined_position(spec):
         return m.get_layer("mlp_dense_0").kernel.shape[0]
 
     assert mlp_inputs(with_summary) == mlp_inputs(plain) + width
+
+
+def test_match_counts_count_the_real_history_entries_equal_to_the_target():
+    # Two rows, T = 4 (3 history entries, the target last), 2 fields.
+    ids = np.array(
+        [
+            [[5, 1], [5, 2], [3, 2], [5, 2]],  # field 0: 2 of 3 match; field 1: 2 of 3
+            [[5, 2], [5, 2], [4, 2], [5, 2]],  # first entry is padding: 1 and 2 match
+        ],
+        "int32",
+    )
+    mask = np.array([[True, True, True, True], [False, True, True, True]])
+    counts = keras.ops.convert_to_numpy(match_counts(ids, mask, 3, "float32"))
+    np.testing.assert_allclose(counts, [[2 / 3, 2 / 3], [1 / 3, 2 / 3]])
+
+
+def test_history_match_counts_feed_the_mlp_one_number_per_categorical_field(spec):
+    keras.utils.set_random_seed(4)
+    with_counts = FESeq(spec, tiny_config(history_match_counts=True))
+    plain = FESeq(spec, tiny_config())
+    categorical = [f for f in spec.sequential_fields if f.is_categorical]
+    assert len(categorical) == 3
+
+    def mlp_inputs(m):
+        return m.get_layer("mlp_dense_0").kernel.shape[0]
+
+    assert mlp_inputs(with_counts) == mlp_inputs(plain) + len(categorical)

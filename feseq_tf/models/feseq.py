@@ -19,7 +19,9 @@ is the last position), F = 23 fields, d = 16, model_dim = F*d + 2d = 400.
    target item's representation to the MLP (as DIN does), ``wide`` adds a linear one-hot
    term of the target-side fields to the logit (as Wide & Deep does),
    ``history_match`` adds one field to every position stating which of its categorical
-   fields equal the target's (:class:`~feseq_tf.layers.HistoryMatch`), and
+   fields equal the target's (:class:`~feseq_tf.layers.HistoryMatch`),
+   ``history_match_counts`` feeds the MLP how many history entries equal the target in
+   each categorical field, and
    ``history_summary`` also feeds the MLP the mean of the refined history positions, a
    summary of the user that does not depend on the target (as DMR's user vector).
 
@@ -65,12 +67,25 @@ ATTENTION_OUTPUTS = (
 )
 
 
-def match_fields_of(spec: DatasetSpec, config: ModelConfig) -> tuple:
-    """The categorical history fields :class:`HistoryMatch` compares with the target
-    (none unless ``config.history_match`` and a history)."""
-    if not (config.history_match and config.use_history):
+def match_fields_of(spec: DatasetSpec, config: ModelConfig, counts: bool = False) -> tuple:
+    """The categorical history fields compared with the target: by :class:`HistoryMatch`
+    (none unless ``config.history_match`` and a history) or, with ``counts``, by the match
+    counts (none unless ``config.history_match_counts`` and a history)."""
+    if not ((config.history_match_counts if counts else config.history_match) and config.use_history):
         return ()
     return tuple(f for f in spec.sequential_fields if f.is_categorical and not f.history_only)
+
+
+def match_counts(ids: Any, padding_mask: Any, max_len: int, dtype: str) -> Any:
+    """How many real history entries equal the target, per field, over ``max_len``.
+
+    ``ids`` int [B, T, n] (the target last), ``padding_mask`` bool [B, T]; returns
+    [B, n] in ``dtype``.
+    """
+    match = ops.logical_and(
+        ops.equal(ids[:, :-1], ids[:, -1:]), ops.cast(padding_mask, "bool")[:, :-1, None]
+    )
+    return ops.cast(ops.sum(ops.cast(match, "float32"), axis=1) / float(max_len), dtype)
 
 
 @keras.saving.register_keras_serializable(package="feseq_tf")
@@ -212,6 +227,10 @@ class FESeq(SpecModel):
         )
 
         parts = [pooled]
+        count_fields = match_fields_of(spec, config, counts=True)
+        if count_fields:  # how many history entries share each field's value with the target
+            ids = ops.stack([sequence_of(f) for f in count_fields], axis=-1)  # [B, T, n]
+            parts.append(match_counts(ids, padding_mask, spec.max_len, pooled.dtype))
         if summary is not None:  # the history positions only (the target is the last)
             parts.append(summary(None, refined[:, :-1], padding_mask=padding_mask[:, :-1]))
         if config.target_in_output:
