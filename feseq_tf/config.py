@@ -99,7 +99,7 @@ class ModelConfig:
             none (False). FESeq only.
         history_summary: bool. Also feed a summary of the history that does not depend
             on the target to the output MLP: the mean of the refined history positions
-            (the causal mask keeps the target out of them), as DMR feeds its user
+            (with ``causal`` the target never reaches them), as DMR feeds its user
             vector; the paper pools the history only with the target as the query
             (False). FESeq only.
         wide: bool. Add a linear (one-hot, logistic-regression) term of the target-side

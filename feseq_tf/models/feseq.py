@@ -15,7 +15,7 @@ is the last position), F = 23 fields, d = 16, model_dim = F*d + 2d = 400.
    tables) -> e_out.
 5. Sequence pooling: scaled bilinear attention with e_out as the query, eq. 9-12.
 6. Output: concat(pooled, non-sequential embeddings) -> MLP (LeakyReLU, dropout) -> sigmoid.
-   Two options beyond the paper, off by default: ``target_in_output`` also feeds the
+   Options beyond the paper, off by default: ``target_in_output`` also feeds the
    target item's representation to the MLP (as DIN does), ``wide`` adds a linear one-hot
    term of the target-side fields to the logit (as Wide & Deep does),
    ``history_match`` adds one field to every position stating which of its categorical
