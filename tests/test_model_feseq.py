@@ -157,6 +157,7 @@ ABLATIONS = {
     "shared_target_embedding": dict(share_target_embedding=True),
     "history_summary": dict(history_summary=True),
     "history_match_counts": dict(history_match_counts=True),
+    "history_match_and_counts": dict(history_match=True, history_match_counts=True),
 }
 
 

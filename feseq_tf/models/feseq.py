@@ -67,13 +67,19 @@ ATTENTION_OUTPUTS = (
 )
 
 
-def match_fields_of(spec: DatasetSpec, config: ModelConfig, counts: bool = False) -> tuple:
-    """The categorical history fields compared with the target: by :class:`HistoryMatch`
-    (none unless ``config.history_match`` and a history) or, with ``counts``, by the match
-    counts (none unless ``config.history_match_counts`` and a history)."""
-    if not ((config.history_match_counts if counts else config.history_match) and config.use_history):
+def compared_fields_of(spec: DatasetSpec, config: ModelConfig) -> tuple:
+    """The categorical history fields compared with the target, by :class:`HistoryMatch`
+    or by the match counts (none unless one of ``config.history_match`` and
+    ``config.history_match_counts`` is on, and a history)."""
+    if not ((config.history_match or config.history_match_counts) and config.use_history):
         return ()
     return tuple(f for f in spec.sequential_fields if f.is_categorical and not f.history_only)
+
+
+def match_fields_of(spec: DatasetSpec, config: ModelConfig) -> tuple:
+    """The categorical history fields :class:`HistoryMatch` compares with the target
+    (none unless ``config.history_match`` and a history)."""
+    return compared_fields_of(spec, config) if config.history_match else ()
 
 
 def match_counts(ids: Any, padding_mask: Any, max_len: int, dtype: str) -> Any:
@@ -203,9 +209,11 @@ class FESeq(SpecModel):
             ns = ops.stack(nonseq_emb, axis=1)  # [B, n_ns, d]
             ns = ops.repeat(ops.expand_dims(ns, 1), T, axis=1)  # [B, T, n_ns, d]
             fields = [ns] + fields
+        compared = compared_fields_of(spec, config)
+        if compared:  # ids of the fields compared with the target's, one stack for both uses
+            compared_ids = ops.stack([sequence_of(f) for f in compared], axis=-1)  # [B, T, n]
         if history_match is not None:
-            ids = ops.stack([sequence_of(f) for f in match_fields], axis=-1)  # [B, T, n]
-            fields.append(ops.expand_dims(history_match(ids, padding_mask), 2))
+            fields.append(ops.expand_dims(history_match(compared_ids, padding_mask), 2))
         e_in = ops.concatenate(fields, axis=2)  # [B, T, F, d]
 
         attention: dict[str, Any] = {}
@@ -227,10 +235,8 @@ class FESeq(SpecModel):
         )
 
         parts = [pooled]
-        count_fields = match_fields_of(spec, config, counts=True)
-        if count_fields:  # how many history entries share each field's value with the target
-            ids = ops.stack([sequence_of(f) for f in count_fields], axis=-1)  # [B, T, n]
-            parts.append(match_counts(ids, padding_mask, spec.max_len, pooled.dtype))
+        if compared and config.history_match_counts:  # how many history entries match
+            parts.append(match_counts(compared_ids, padding_mask, spec.max_len, pooled.dtype))
         if summary is not None:  # the history positions only (the target is the last)
             parts.append(summary(None, refined[:, :-1], padding_mask=padding_mask[:, :-1]))
         if config.target_in_output:
