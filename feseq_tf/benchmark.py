@@ -145,6 +145,10 @@ _SUITES: dict[str, tuple[Variant, ...]] = {
             "with_counts", "+ History match counts",
             overrides=(("model.history_match_counts", True),),
         ),
+        Variant(
+            "with_relevance", "+ History relevance",
+            overrides=(("model.history_relevance", True),),
+        ),
     ),
     "depth": tuple(_depth(m, 2) for m in range(4)) + tuple(_depth(2, n) for n in (0, 1, 3)),
     "embedding": tuple(

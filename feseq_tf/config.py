@@ -102,6 +102,11 @@ class ModelConfig:
             (with ``causal`` the target never reaches them), as DMR feeds its user
             vector; the paper pools the history only with the target as the query
             (False). FESeq only.
+        history_relevance: bool. Also feed the output MLP the sum of the attention
+            pooling's scores over the real history positions, divided by ``max_len``:
+            how strongly the history as a whole matches the target, which the softmax
+            normalises away, as DMR's item-to-item relevance. Needs
+            ``pooling="attention"``; the paper has none (False). FESeq only.
         wide: bool. Add a linear (one-hot, logistic-regression) term of the target-side
             fields to the output logit, as Wide & Deep does, so per-id main effects need
             not pass through the attention; the paper has none (False). FESeq only.
@@ -158,6 +163,7 @@ class ModelConfig:
     history_match: bool = False
     history_match_counts: bool = False
     history_summary: bool = False
+    history_relevance: bool = False
     id_dropout: float | str | dict[str, float] = 0.0
     mlp_units: list[int] = dataclasses.field(default_factory=lambda: [1024, 512, 256])
     dropout: float = 0.1
@@ -177,6 +183,11 @@ class ModelConfig:
         _check_choice("pooling", self.pooling, POOLING_TYPES)
         _check_choice("attention", self.attention, ATTENTION_TYPES)
         _check_choice("time_combine", self.time_combine, TIME_COMBINE)
+        if self.history_relevance and self.pooling != "attention":
+            raise ValueError(
+                "history_relevance sums the attention pooling's scores and needs "
+                f"pooling='attention', got pooling={self.pooling!r}."
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}.")
         self.id_dropout = _check_id_dropout(self.id_dropout)

@@ -54,6 +54,7 @@ def test_suites_hold_the_papers_variants_as_valid_configs():
         "no_target_in_output": ("target_in_output", False),
         "with_summary": ("history_summary", True),
         "with_counts": ("history_match_counts", True),
+        "with_relevance": ("history_relevance", True),
     }
     assert set(ablations) == set(expected)
     for name, (field, value) in expected.items():

@@ -158,6 +158,8 @@ ABLATIONS = {
     "history_summary": dict(history_summary=True),
     "history_match_counts": dict(history_match_counts=True),
     "history_match_and_counts": dict(history_match=True, history_match_counts=True),
+    "history_relevance": dict(history_relevance=True),
+    "history_relevance_din": dict(history_relevance=True, attention="din"),
 }
 
 
@@ -409,3 +411,31 @@ def test_history_match_counts_feed_the_mlp_one_number_per_categorical_field(spec
         return m.get_layer("mlp_dense_0").kernel.shape[0]
 
     assert mlp_inputs(with_counts) == mlp_inputs(plain) + len(categorical)
+
+
+def test_history_relevance_feeds_the_mlp_the_poolings_score_of_the_history(spec):
+    keras.utils.set_random_seed(5)
+    model = FESeq(spec, tiny_config(history_relevance=True))
+    plain = FESeq(spec, tiny_config())
+
+    def mlp_inputs(m):
+        return m.get_layer("mlp_dense_0").kernel.shape[0]
+
+    assert mlp_inputs(model) == mlp_inputs(plain) + 1
+    randomize_weights(model)
+    pooled, _, relevance = model.get_layer("sequence_pooling").output
+    score = keras.Model(model.inputs, relevance)
+    x = tiny_batch(spec)
+    r = keras.ops.convert_to_numpy(score(x, training=False))
+    empty = x["hist_len"] == 0
+    assert empty[0] and not empty[1]
+    np.testing.assert_array_equal(r[empty], 0.0)  # no history, nothing to match
+    assert np.all(r[~empty] != 0.0)
+    other_target = dict(x, item_id=(x["item_id"] % 9) + 1, category=(x["category"] % 4) + 1)
+    assert not np.allclose(keras.ops.convert_to_numpy(score(other_target, training=False))[~empty], r[~empty])
+
+
+@pytest.mark.parametrize("pooling", ["mean", "target"])
+def test_history_relevance_needs_attention_pooling(pooling):
+    with pytest.raises(ValueError, match="history_relevance.*pooling='attention'"):
+        tiny_config(history_relevance=True, pooling=pooling)

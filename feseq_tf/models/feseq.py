@@ -23,7 +23,9 @@ is the last position), F = 23 fields, d = 16, model_dim = F*d + 2d = 400.
    ``history_match_counts`` feeds the MLP how many history entries equal the target in
    each categorical field, and
    ``history_summary`` also feeds the MLP the mean of the refined history positions, a
-   summary of the user that does not depend on the target (as DMR's user vector).
+   summary of the user that does not depend on the target (as DMR's user vector), and
+   ``history_relevance`` the pooling's attention scores summed over the history (as
+   DMR's item-to-item relevance).
 
 The model never compiles itself; losses other than the embedding L2 (which the
 embedding tables add with ``add_loss`` on the distinct rows each batch uses) live in
@@ -230,11 +232,19 @@ class FESeq(SpecModel):
             for layer in target_interaction:
                 e_out, attention["target_field_attention"] = layer(e_out, return_attention_scores=True)
             query = ops.reshape(e_out, (-1, len(item_fields) * d))
-        pooled, attention["pooling_attention"] = pooling(
-            query, refined, padding_mask=padding_mask, return_attention_scores=True
+        relevance = config.history_relevance and config.use_history
+        pooling_outputs = pooling(
+            query,
+            refined,
+            padding_mask=padding_mask,
+            return_attention_scores=True,
+            **({"return_relevance": True} if relevance else {}),
         )
+        pooled, attention["pooling_attention"] = pooling_outputs[:2]
 
         parts = [pooled]
+        if relevance:  # how strongly the whole history matches the target
+            parts.append(ops.cast(pooling_outputs[2], pooled.dtype))
         if compared and config.history_match_counts:  # how many history entries match
             parts.append(match_counts(compared_ids, padding_mask, spec.max_len, pooled.dtype))
         if summary is not None:  # the history positions only (the target is the last)
