@@ -231,6 +231,9 @@ class TrainConfig:
             presets; ignored by the logistic regression, which is embeddings only. With it
             early stopping never picks the first epoch
             (:func:`feseq_tf.training.selection_warmup`).
+        redraw_wide: bool. With ``redraw_embeddings``, also re-draw the per-id weights
+            of FESeq's wide term (True); False keeps them across epochs, as the logistic
+            regression keeps its own.
     """
 
     learning_rate: float = 1e-3
@@ -246,6 +249,7 @@ class TrainConfig:
     batch_size_scope: str = "global"
     scale_learning_rate: bool = False
     redraw_embeddings: bool = False
+    redraw_wide: bool = True
 
     def __post_init__(self) -> None:
         if not self.learning_rate > 0:
@@ -260,6 +264,8 @@ class TrainConfig:
             raise ValueError(f"scale_learning_rate must be true or false, got {self.scale_learning_rate!r}.")
         if not isinstance(self.redraw_embeddings, bool):
             raise ValueError(f"redraw_embeddings must be true or false, got {self.redraw_embeddings!r}.")
+        if not isinstance(self.redraw_wide, bool):
+            raise ValueError(f"redraw_wide must be true or false, got {self.redraw_wide!r}.")
 
 
 @dataclasses.dataclass

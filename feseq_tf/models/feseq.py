@@ -274,6 +274,12 @@ class FESeq(SpecModel):
         self._finish(spec, config)
         self._attention_tensors = attention
 
+    def wide_tables(self) -> list[keras.layers.Layer]:
+        """The per-id weight tables of the wide term (empty without ``wide``)."""
+        if not self.config.wide:
+            return []
+        return [self.get_layer(f"wide_{f.name}") for f in self.spec.fields if f.is_categorical]
+
     def attention_model(self) -> keras.Model:
         """A model sharing these weights that also returns the attention maps.
 
