@@ -61,6 +61,9 @@ from feseq_tf.models.common import (
 from feseq_tf.models.linear import one_hot_tables, one_hot_terms
 from feseq_tf.schema import HIST_LEN, DatasetSpec
 
+WIDE_PREFIX = "wide"
+"""Name prefix of the wide term's per-id weight tables (``wide_<field>``)."""
+
 ATTENTION_OUTPUTS = (
     "input_field_attention",
     "target_field_attention",
@@ -182,7 +185,7 @@ class FESeq(SpecModel):
         *mlp, head = output_mlp(config)
         if config.wide:  # logistic regression on the target side, added to the logit
             wide_multiplier = config.wide_learning_rate_multiplier
-            wide_tables = one_hot_tables(spec, config, "wide", wide_multiplier)
+            wide_tables = one_hot_tables(spec, config, WIDE_PREFIX, wide_multiplier)
             head = keras.layers.Dense(1, use_bias=False, dtype="float32", name="deep_logit")
             wide_output = LogisticOutput(dtype="float32", name="probability")
 
@@ -278,7 +281,7 @@ class FESeq(SpecModel):
         """The per-id weight tables of the wide term (empty without ``wide``)."""
         if not self.config.wide:
             return []
-        return [self.get_layer(f"wide_{f.name}") for f in self.spec.fields if f.is_categorical]
+        return [self.get_layer(f"{WIDE_PREFIX}_{f.name}") for f in self.spec.fields if f.is_categorical]
 
     def attention_model(self) -> keras.Model:
         """A model sharing these weights that also returns the attention maps.
