@@ -12,9 +12,24 @@ from feseq_tf.options import ATTENTION_TYPES, POOLING_TYPES, TIME_COMBINE
 from feseq_tf.strict import check_keys, strict_from_dict
 
 MIXED_PRECISION = ("off", "bfloat16", "float16", "auto")
-#: Models of ``feseq_tf.models.registry`` (FESeq first, then the baselines, then
-#: logistic regression).
-MODEL_NAMES = ("feseq", "deepfm", "autoint", "dcnv2", "din", "bst", "dmr", "lr")
+#: Models of ``feseq_tf.models.registry`` (FESeq, FESeq as the paper specifies it, the
+#: baselines, then logistic regression).
+MODEL_NAMES = ("feseq", "feseq_paper", "deepfm", "autoint", "dcnv2", "din", "bst", "dmr", "lr")
+#: The model name of FESeq exactly as the paper specifies it (section 3): every
+#: ``ModelConfig`` option beyond the paper at the paper's value (:data:`PAPER_ARCHITECTURE`).
+PAPER_MODEL = "feseq_paper"
+#: The ``ModelConfig`` options beyond the paper's architecture and the value that is the
+#: paper's. The training recipe (id dropout, re-drawn embeddings, early stopping) and the
+#: paper's own switches (its ablations, sizes, layer norm) are not among them.
+PAPER_ARCHITECTURE: dict[str, Any] = {
+    "target_in_output": False,
+    "wide": False,
+    "history_match": False,
+    "history_match_counts": False,
+    "history_summary": False,
+    "history_relevance": False,
+    "share_target_embedding": False,
+}
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -47,6 +62,18 @@ def _check_id_dropout(value: Any) -> float | str | dict[str, float]:
         raise ValueError(f"id_dropout must be a number in [0, 1), a mapping of field names to "
                          f"such numbers or {AUTO_ID_DROPOUT!r}, got {value!r}.")
     return _check_rate("id_dropout", value)
+
+
+def check_paper_architecture(config: ModelConfig) -> None:
+    """Raises ValueError naming the first option beyond the paper that ``config`` turns on
+    (``--model feseq_paper`` is FESeq exactly as the paper specifies it)."""
+    for name, value in PAPER_ARCHITECTURE.items():
+        if getattr(config, name) != value:
+            raise ValueError(
+                f"{PAPER_MODEL} is FESeq as the paper specifies it, without model.{name}="
+                f"{getattr(config, name)!r} (an option beyond the paper); train --model feseq "
+                "to use it."
+            )
 
 
 def _check_positive(name: str, value: Any) -> None:
@@ -272,8 +299,8 @@ class TrainConfig:
 class ExperimentConfig:
     """A model config, a training config and the dataset they run on.
 
-    ``model_name`` picks the architecture (one of ``MODEL_NAMES``: FESeq or a
-    baseline, which reads the shared fields of ``model``).
+    ``model_name`` picks the architecture (one of ``MODEL_NAMES``: FESeq, FESeq as the
+    paper specifies it, or a baseline, which reads the shared fields of ``model``).
     """
 
     dataset: str = "synthetic"
@@ -283,6 +310,8 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         _check_choice("model_name", self.model_name, MODEL_NAMES)
+        if self.model_name == PAPER_MODEL:
+            check_paper_architecture(self.model)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

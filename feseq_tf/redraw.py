@@ -42,6 +42,7 @@ import numpy as np
 from feseq_tf.data import epoch_seed
 from feseq_tf.layers.embedding import FieldEmbedding
 from feseq_tf.layers.initializers import derive_seed, with_seed
+from feseq_tf.models.output import wide_tables_of
 
 #: Optimizer slot lists indexed like the trainable variables (Keras 3's Adam, AdamW).
 _SLOT_LISTS = ("_momentums", "_velocities", "_velocity_hats")
@@ -61,8 +62,7 @@ def _fresh_values(layer: FieldEmbedding, seed: int) -> np.ndarray:
 
 def wide_tables(model: keras.Model) -> list[FieldEmbedding]:
     """The per-id weight tables of ``model``'s wide (linear) term, if it has one."""
-    tables = getattr(model, "wide_tables", None)
-    return list(tables()) if callable(tables) else []
+    return wide_tables_of(model)
 
 
 def redraw_embeddings(model: keras.Model, seed: int, epoch: int, wide: bool = True) -> int:

@@ -28,6 +28,8 @@ from feseq_tf import tf_logging
 from feseq_tf.config import (
     AUTO_ID_DROPOUT,
     MODEL_NAMES,
+    PAPER_ARCHITECTURE,
+    PAPER_MODEL,
     ExperimentConfig,
     ModelConfig,
     load_config_file,
@@ -202,6 +204,8 @@ def resolve_config(
         top: dict[str, Any] = {"dataset": dataset_name}
         if model_name:
             top["model_name"] = model_name
+        if top.get("model_name", cfg.model_name) == PAPER_MODEL:  # the paper's architecture,
+            cfg = cfg.override({"model": PAPER_ARCHITECTURE, **top})  # then the user's settings
         return cfg.override({**(overrides or {}), **top})
     except (TypeError, ValueError, FileNotFoundError) as err:
         raise UsageError(f"invalid configuration: {err}") from err

@@ -62,6 +62,7 @@ from feseq_tf.layers import (
     AutoIntLayer,
     DINAttention,
     FactorizationMachine,
+    HistoryMatch,
     PositionalAttention,
     SequenceFeatures,
     TimeAwareTransformer,
@@ -70,10 +71,11 @@ from feseq_tf.models.common import (
     SpecModel,
     build_inputs,
     embedding_tables,
+    match_fields,
     model_spec_and_config,
-    output_mlp,
     with_id_dropout,
 )
+from feseq_tf.models.output import OutputHead
 from feseq_tf.options import DCN_STRUCTURES
 from feseq_tf.schema import HIST_LEN, DatasetSpec, FieldSpec
 
@@ -149,7 +151,7 @@ class DeepFM(BaselineModel):
         tables = embedding_tables(fields, config)
         first_order = embedding_tables(fields, config, prefix="first_order", dim=1)
         fm = FactorizationMachine(name="fm")
-        mlp = output_mlp(config)
+        output = OutputHead(spec, config)
         # ---- functional model
         inputs = build_inputs(spec)
         ids = with_id_dropout(inputs, spec, config)  # unknown users (training only)
@@ -159,8 +161,8 @@ class DeepFM(BaselineModel):
             axis=-1,
             keepdims=True,
         )  # [B, 1]
-        deep = _apply(mlp[:-1], ops.reshape(emb, (-1, len(fields) * config.embedding_dim)))
-        probability = mlp[-1](ops.concatenate([deep, fm(emb), linear], axis=-1))
+        deep = output.hidden(ops.reshape(emb, (-1, len(fields) * config.embedding_dim)))
+        probability = output.probability(ops.concatenate([deep, fm(emb), linear], axis=-1), ids)
         super().__init__(inputs=inputs, outputs=probability, **kwargs)
         # ---- config
         self._finish(spec, config)
@@ -193,13 +195,13 @@ class AutoInt(BaselineModel):
             )
             for i in range(config.input_interaction_layers)
         ]
-        mlp = output_mlp(config)
+        output = OutputHead(spec, config)
         # ---- functional model
         inputs = build_inputs(spec)
         ids = with_id_dropout(inputs, spec, config)  # unknown users (training only)
         x = ops.stack(_target_row(tables, ids, fields, spec.max_len), axis=1)  # [B, F, d]
         x = _apply(interaction, x)
-        probability = _apply(mlp, ops.reshape(x, (-1, x.shape[1] * x.shape[2])))
+        probability = output(ops.reshape(x, (-1, x.shape[1] * x.shape[2])), ids)
         super().__init__(inputs=inputs, outputs=probability, **kwargs)
         # ---- config
         self._finish(spec, config)
@@ -238,7 +240,7 @@ class DCNv2(BaselineModel):
             keras_rs.layers.FeatureCross(name=f"cross_{i}")
             for i in range(config.input_interaction_layers)
         ]
-        mlp = output_mlp(config)
+        output = OutputHead(spec, config)
         # ---- functional model
         inputs = build_inputs(spec)
         ids = with_id_dropout(inputs, spec, config)  # unknown users (training only)
@@ -247,9 +249,9 @@ class DCNv2(BaselineModel):
         for layer in cross:
             x = layer(x0, x)
         if structure == "stacked":
-            probability = _apply(mlp, x)
+            probability = output(x, ids)
         else:
-            probability = mlp[-1](ops.concatenate([x, _apply(mlp[:-1], x0)], axis=-1))
+            probability = output.probability(ops.concatenate([x, output.hidden(x0)], axis=-1), ids)
         super().__init__(inputs=inputs, outputs=probability, **kwargs)
         # ---- config
         self._finish(spec, config)
@@ -273,20 +275,40 @@ class _SequentialParts:
         self.sequence_features = SequenceFeatures(
             spec.max_len, spec.time_unit, name="sequence_features"
         )
-        self.item_dim = len(self.behaviour_fields) * config.embedding_dim
+        # With ``history_match``, every entry (and the target) also carries FESeq's
+        # match field: which categorical fields of the entry equal the target's.
+        self.match_fields = match_fields(spec) if config.history_match else ()
+        self.history_match = (
+            HistoryMatch(config.embedding_dim, name="history_match") if self.match_fields else None
+        )
+        entry_fields = len(self.behaviour_fields) + int(self.history_match is not None)
+        self.item_dim = entry_fields * config.embedding_dim
 
     def __call__(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """Returns ``history`` [B, L, D_item], ``target`` [B, D_item], ``others``
-        (list of [B, d]), ``mask`` [B, L+1] (True = real, target last) and
+        """Returns ``history`` [B, L, D_item], ``target`` [B, D_item], ``target_match``
+        (the target's match field [B, d] in a list, empty without ``history_match``),
+        ``others`` (list of [B, d]), ``mask`` [B, L+1] (True = real, target last) and
         ``time_intervals`` [B, L+1]."""
         t = self.tables
         spec = self.spec
         seq = self.sequence_features(
             inputs[spec.time_field], inputs[spec.time_hist_name], inputs[HIST_LEN]
         )
+        history = [t[f.name](inputs[f.hist_name]) for f in self.behaviour_fields]
+        target = [t[f.name](inputs[f.name]) for f in self.behaviour_fields]
+        target_match = []
+        if self.history_match is not None:
+            ids = ops.stack([  # [B, L+1, n], the target last
+                ops.concatenate([inputs[f.hist_name], ops.expand_dims(inputs[f.name], 1)], 1)
+                for f in self.match_fields
+            ], axis=-1)
+            match = self.history_match(ids, seq["padding_mask"])  # [B, L+1, d]
+            history.append(match[:, :-1])
+            target_match = [match[:, -1]]
         return {
-            "history": _concat([t[f.name](inputs[f.hist_name]) for f in self.behaviour_fields]),
-            "target": _concat([t[f.name](inputs[f.name]) for f in self.behaviour_fields]),
+            "history": _concat(history),
+            "target": _concat(target + target_match),
+            "target_match": target_match,
             "others": [t[f.name](inputs[f.name]) for f in self.other_fields],
             "mask": seq["padding_mask"],
             "time_intervals": seq["time_intervals"],
@@ -315,13 +337,13 @@ class DIN(BaselineModel):
         parts = _SequentialParts(spec, config)
         h = config.pooling_hidden
         attention = DINAttention(hidden_units=(h, max(h // 2, 1)), name="din_attention")
-        mlp = output_mlp(config)
+        output = OutputHead(spec, config)
         # ---- functional model
         inputs = build_inputs(spec)
         ids = with_id_dropout(inputs, spec, config)  # unknown users (training only)
         x = parts(ids)
         pooled = attention(x["target"], x["history"], padding_mask=x["mask"][:, :-1])
-        probability = _apply(mlp, _concat([pooled, x["target"]] + x["others"]))
+        probability = output(_concat([pooled, x["target"]] + x["others"]), ids)
         super().__init__(inputs=inputs, outputs=probability, **kwargs)
         # ---- config
         self._finish(spec, config)
@@ -366,7 +388,7 @@ class BST(BaselineModel):
             layer_norm=True,
             name="transformer",
         )
-        mlp = output_mlp(config)
+        output = OutputHead(spec, config)
         # ---- functional model
         inputs = build_inputs(spec)
         ids = with_id_dropout(inputs, spec, config)  # unknown users (training only)
@@ -375,7 +397,7 @@ class BST(BaselineModel):
         refined = transformer(sequence, time_intervals=x["time_intervals"], padding_mask=x["mask"])
         refined = refined * ops.expand_dims(ops.cast(x["mask"], refined.dtype), -1)
         flat = ops.reshape(refined, (-1, T * width))
-        probability = _apply(mlp, _concat([flat] + x["others"]))
+        probability = output(_concat([flat] + x["others"]), ids)
         super().__init__(inputs=inputs, outputs=probability, **kwargs)
         # ---- config
         self._finish(spec, config)
@@ -420,7 +442,7 @@ class DMR(BaselineModel):
         item_attention = PositionalAttention(
             config.pooling_hidden, L, d, name="item_to_item_attention"
         )
-        mlp = output_mlp(config)
+        output = OutputHead(spec, config)
         # ---- functional model
         inputs = build_inputs(spec)
         ids = with_id_dropout(inputs, spec, config)  # unknown users (training only)
@@ -429,6 +451,7 @@ class DMR(BaselineModel):
         user = user_act(user_vector(user_attention(x["history"], padding_mask=mask)))
         target_out = _concat(
             [output_tables[f.name](ids[f.name]) for f in parts.behaviour_fields]
+            + x["target_match"]  # the target matches itself in every compared field
         )
         r_u2i = ops.sum(user * target_out, axis=-1, keepdims=True)
         pooled, logits = item_attention(
@@ -436,7 +459,7 @@ class DMR(BaselineModel):
         )
         r_i2i = ops.sum(logits, axis=-1, keepdims=True)
         features = [user, pooled, x["target"]] + x["others"] + [r_u2i, r_i2i]
-        probability = _apply(mlp, _concat(features))
+        probability = output(_concat(features), ids)
         super().__init__(inputs=inputs, outputs=probability, **kwargs)
         # ---- config
         self._finish(spec, config)

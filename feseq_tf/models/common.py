@@ -60,6 +60,12 @@ def model_spec_and_config(
     return (spec if config.use_feedback else spec.without_feedback()), config
 
 
+def match_fields(spec: DatasetSpec) -> tuple[FieldSpec, ...]:
+    """The fields ``history_match`` compares between every history entry and the target:
+    the categorical sequential fields that have a target value."""
+    return tuple(f for f in spec.sequential_fields if f.is_categorical and not f.history_only)
+
+
 def output_mlp(config: ModelConfig) -> list[keras.layers.Layer]:
     """The output MLP and head: (Dense, LeakyReLU, Dropout) per unit, sigmoid head."""
     layers: list[keras.layers.Layer] = []

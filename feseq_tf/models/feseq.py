@@ -44,7 +44,6 @@ from feseq_tf.layers import (
     AutoIntLayer,
     BilinearAttentionPooling,
     HistoryMatch,
-    LogisticOutput,
     MeanPooling,
     SequenceFeatures,
     TargetPooling,
@@ -54,15 +53,12 @@ from feseq_tf.models.common import (
     SpecModel,
     build_inputs,
     embedding_tables,
+    match_fields,
     model_spec_and_config,
-    output_mlp,
     with_id_dropout,
 )
-from feseq_tf.models.linear import one_hot_tables, one_hot_terms
+from feseq_tf.models.output import OutputHead
 from feseq_tf.schema import HIST_LEN, DatasetSpec
-
-WIDE_PREFIX = "wide"
-"""Name prefix of the wide term's per-id weight tables (``wide_<field>``)."""
 
 ATTENTION_OUTPUTS = (
     "input_field_attention",
@@ -78,7 +74,7 @@ def compared_fields_of(spec: DatasetSpec, config: ModelConfig) -> tuple:
     ``config.history_match_counts`` is on, and a history)."""
     if not ((config.history_match or config.history_match_counts) and config.use_history):
         return ()
-    return tuple(f for f in spec.sequential_fields if f.is_categorical and not f.history_only)
+    return match_fields(spec)
 
 
 def match_fields_of(spec: DatasetSpec, config: ModelConfig) -> tuple:
@@ -182,12 +178,7 @@ class FESeq(SpecModel):
         summary = None
         if config.history_summary and config.use_history:  # target-independent user summary
             summary = MeanPooling(name="history_summary")
-        *mlp, head = output_mlp(config)
-        if config.wide:  # logistic regression on the target side, added to the logit
-            wide_multiplier = config.wide_learning_rate_multiplier
-            wide_tables = one_hot_tables(spec, config, WIDE_PREFIX, wide_multiplier)
-            head = keras.layers.Dense(1, use_bias=False, dtype="float32", name="deep_logit")
-            wide_output = LogisticOutput(dtype="float32", name="probability")
+        output = OutputHead(spec, config)  # the MLP, the head and the optional wide term
 
         # ---- functional model --------------------------------------------------------------
         inputs = build_inputs(spec)
@@ -258,30 +249,13 @@ class FESeq(SpecModel):
             else:  # no attention pooling: the target item's input embeddings
                 parts += [input_tables[f.name](inputs[f.name]) for f in item_fields]
         x = ops.concatenate(parts + nonseq_emb, axis=-1) if len(parts + nonseq_emb) > 1 else pooled
-        for layer in mlp:
-            x = layer(x)
-        if config.wide:
-            wide_terms = one_hot_terms(wide_tables, inputs, spec)
-            wide_terms = ops.concatenate([ops.cast(t, "float32") for t in wide_terms], -1)
-            wide_logit = ops.sum(wide_terms, -1, keepdims=True)
-            if wide_multiplier != 1.0:  # w = m * v: the wide weights learn m times faster
-                wide_logit = wide_logit * wide_multiplier
-            logit = ops.cast(head(x), "float32") + wide_logit
-            probability = wide_output(logit)
-        else:
-            probability = head(x)
+        probability = output(x, inputs)
 
         super().__init__(inputs=model_inputs, outputs=probability, **kwargs)
 
         # ---- config ----------------------------------------------------------------------
         self._finish(spec, config)
         self._attention_tensors = attention
-
-    def wide_tables(self) -> list[keras.layers.Layer]:
-        """The per-id weight tables of the wide term (empty without ``wide``)."""
-        if not self.config.wide:
-            return []
-        return [self.get_layer(f"{WIDE_PREFIX}_{f.name}") for f in self.spec.fields if f.is_categorical]
 
     def attention_model(self) -> keras.Model:
         """A model sharing these weights that also returns the attention maps.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import keras
 
-from feseq_tf.config import MODEL_NAMES, ModelConfig
+from feseq_tf.config import MODEL_NAMES, PAPER_MODEL, ModelConfig, check_paper_architecture
 from feseq_tf.models.baselines import BASELINES
 from feseq_tf.models.common import SpecModel
 from feseq_tf.models.feseq import FESeq
@@ -15,7 +15,9 @@ from feseq_tf.schema import DatasetSpec
 #: Every model ``build_model`` knows, FESeq first.
 MODELS: tuple[str, ...] = MODEL_NAMES
 
-_CLASSES: dict[str, type[SpecModel]] = {"feseq": FESeq, **BASELINES, "lr": LogisticRegression}
+_CLASSES: dict[str, type[SpecModel]] = {
+    "feseq": FESeq, PAPER_MODEL: FESeq, **BASELINES, "lr": LogisticRegression,
+}
 
 
 def build_model(
@@ -27,7 +29,8 @@ def build_model(
     """Build model ``model_name`` (one of :data:`MODELS`) for a dataset spec.
 
     Args:
-        model_name: str. ``"feseq"``, a baseline (``"deepfm"``, ``"autoint"``,
+        model_name: str. ``"feseq"``, ``"feseq_paper"`` (FESeq with every option beyond
+            the paper off: a config that turns one on is refused), a baseline (``"deepfm"``, ``"autoint"``,
             ``"dcnv2"``, ``"din"``, ``"bst"``, ``"dmr"``) or ``"lr"`` (logistic
             regression, :class:`~feseq_tf.models.linear.LogisticRegression`).
         spec: DatasetSpec or its dict.
@@ -42,4 +45,8 @@ def build_model(
     """
     if model_name not in MODELS:
         raise ValueError(f"model_name must be one of {MODELS}, got {model_name!r}.")
+    if model_name == PAPER_MODEL:
+        check_paper_architecture(
+            model_config if isinstance(model_config, ModelConfig) else ModelConfig(**(model_config or {}))
+        )
     return _CLASSES[model_name](spec, model_config, name=name or model_name)
