@@ -11,7 +11,12 @@ oracle, parameters, training samples/s) and ``<suite>.png`` (AUC bars, std error
 
 Suites:
 
-* ``baselines``: FESeq, DeepFM, AutoInt, DCNv2, DIN, BST, DMR (``feseq_tf.models``).
+* ``baselines``: FESeq (as the recipe runs it), FESeq as the paper specifies it
+  (``feseq_paper``), FESeq with the extra inputs (history match, wide term, target in the
+  output), DeepFM, AutoInt, DCNv2, DIN, BST, DMR (``feseq_tf.models``), and DIN, BST and
+  DMR with the extra inputs they can take (history match and wide term). Two rows whose
+  runs would train the same model from the same seed (FESeq and FESeq (paper) where the
+  recipe is the paper's architecture) share one run.
 * ``ablations``: FESeq and its ablations as config overrides (paper Tables 4-10):
   w/o Int, w/o Non-seq Feats, w/o Pos, w/o Time, w/o Causal, mean / target pooling,
   dot / DIN attention, w/o Scale, w/o History.
@@ -49,7 +54,7 @@ import time
 from typing import Any
 
 from feseq_tf import tf_logging, train
-from feseq_tf.config import MODEL_NAMES, ExperimentConfig
+from feseq_tf.config import MODEL_NAMES, PAPER_MODEL, ExperimentConfig
 from feseq_tf.schema import DatasetSpec
 
 #: The model name of the GBDT yardstick rows (no Keras model, no config).
@@ -86,6 +91,7 @@ class Variant:
 
 _LABELS = {
     "feseq": "FESeq",
+    "feseq_paper": "FESeq (paper)",
     "deepfm": "DeepFM",
     "autoint": "AutoInt",
     "dcnv2": "DCNv2",
@@ -117,8 +123,37 @@ def _depth(m: int, n: int) -> Variant:
     )
 
 
+#: The inputs beyond the paper that FESeq's options add and that a sequence baseline can
+#: take as well: the history-match field and the wide (one-hot linear) term. FESeq's third,
+#: ``target_in_output``, is what DIN, BST and DMR give their MLP already.
+EXTRA_INPUTS: tuple[tuple[str, Any], ...] = (("model.history_match", True), ("model.wide", True))
+#: Sequence baselines that get a row with :data:`EXTRA_INPUTS` in the baselines suite.
+EXTRA_INPUT_BASELINES = ("din", "bst", "dmr")
+#: A baseline's own row: its published inputs, whatever the preset turns on for FESeq.
+PLAIN_INPUTS: tuple[tuple[str, Any], ...] = tuple((key, False) for key, _ in EXTRA_INPUTS)
+
+
+def _baselines() -> tuple[Variant, ...]:
+    """FESeq as the recipe runs it and as the paper specifies it, FESeq with the extra
+    inputs, every baseline with its published inputs and the sequence baselines with the
+    extra inputs too, so that the table compares architectures with equal inputs."""
+    rows = []
+    for m in MODEL_NAMES:
+        if m == "lr":  # a reference row (REFERENCE_ROWS)
+            continue
+        rows.append(Variant(m, _LABELS[m], m, () if m.startswith("feseq") else PLAIN_INPUTS))
+        if m == "feseq_paper":
+            rows.append(Variant(
+                "feseq_extra", "FESeq + extra inputs",
+                overrides=EXTRA_INPUTS + (("model.target_in_output", True),),
+            ))
+        if m in EXTRA_INPUT_BASELINES:
+            rows.append(Variant(f"{m}_extra", f"{_LABELS[m]} + extra inputs", m, EXTRA_INPUTS))
+    return tuple(rows)
+
+
 _SUITES: dict[str, tuple[Variant, ...]] = {
-    "baselines": tuple(Variant(m, _LABELS[m], model=m) for m in MODEL_NAMES),
+    "baselines": _baselines(),
     "ablations": (
         Variant("full", "FESeq"),
         Variant("no_int", "w/o Int", overrides=(("model.input_interaction_layers", 0),)),
@@ -220,6 +255,16 @@ def run_config(
         config_file=args.config, overrides=overrides,
         model_name=variant.model, spec=spec,
     )
+
+
+def training_key(config: ExperimentConfig) -> str:
+    """What decides a run's training: its config, with ``feseq_paper`` as ``feseq`` (the
+    same model once the config is the paper's architecture). Two variants with one key
+    train the same model from the same seed, so a suite trains it once."""
+    d = config.to_dict()
+    if d["model_name"] == PAPER_MODEL:
+        d["model_name"] = "feseq"
+    return json.dumps(d, sort_keys=True)
 
 
 def _saved_config(run_dir: str) -> dict[str, Any] | None:
@@ -420,6 +465,7 @@ def _run_suite(args: argparse.Namespace, variants: list[Variant]) -> list[dict[s
     seeds = range(args.first_seed, args.seeds + 1)
     total = len(variants) * len(seeds)
     rows, step = [], 0
+    done_runs: dict[str, tuple[str, dict[str, Any]]] = {}  # same training -> same metrics
     for variant in variants:
         runs = []
         for seed in seeds:
@@ -431,7 +477,15 @@ def _run_suite(args: argparse.Namespace, variants: list[Variant]) -> list[dict[s
                 metrics, trained = run_gbdt(dataset_dir, run_dir, seed)
             else:
                 config = run_config(args, variant, seed, run_dataset_name, dataset_spec)
+                key = training_key(config)
+                if key in done_runs:  # e.g. FESeq and FESeq (paper) where the recipe is the paper
+                    same, metrics = done_runs[key]
+                    print(f"[{step}/{total}] {variant.name} seed {seed}: the same training "
+                          f"as {same}, its metrics", flush=True)
+                    runs.append(metrics)
+                    continue
                 metrics, trained = run_one(config, dataset_dir, run_dir)
+                done_runs[key] = (variant.name, metrics)
             done = f"done in {time.time() - start:.0f}s" if trained else "already done, skipped"
             print(
                 f"[{step}/{total}] {variant.name} seed {seed}: {done}; test AUC "

@@ -114,10 +114,11 @@ class ModelConfig:
         target_in_output: bool. Also feed the target item's representation (the pooling
             query e_out, or its embeddings without attention pooling) to the output
             MLP, as DIN does; the paper feeds only the pooled sequence and the
-            non-sequential fields (False). FESeq only.
+            non-sequential fields (False). FESeq only (DIN, BST and DMR feed it anyway).
         history_match: bool. Add one field to every position embedding which of its
             categorical fields equal the target's (:class:`feseq_tf.layers.HistoryMatch`);
-            the paper has none (False). FESeq only.
+            the paper has none (False). FESeq, and DIN, BST and DMR (one more field of
+            every history entry and of the target); the other models have no history.
         history_match_counts: bool. Also feed the output MLP, for every categorical
             field of the history, how many real history entries equal the target's value
             (divided by ``max_len``). Softmax pooling returns a weighted mean, in which
@@ -136,7 +137,8 @@ class ModelConfig:
             ``pooling="attention"``; the paper has none (False). FESeq only.
         wide: bool. Add a linear (one-hot, logistic-regression) term of the target-side
             fields to the output logit, as Wide & Deep does, so per-id main effects need
-            not pass through the attention; the paper has none (False). FESeq only.
+            not pass through the attention; the paper has none (False). FESeq and every
+            deep baseline (:class:`feseq_tf.models.output.OutputHead`).
         wide_learning_rate_multiplier: float > 0. The wide term's weights learn this many
             times faster than the rest of the model (Wide & Deep trains its wide part
             with an optimizer of its own for the same reason: a one-hot weight gets a
@@ -145,7 +147,7 @@ class ModelConfig:
             converged). Implemented by reparametrisation, ``w = m * v`` with ``v`` the
             trained variable, so it holds for any optimizer that scales its step to the
             gradient's size (Adam, AdamW); the initial ``w`` and its L2 penalty are
-            unchanged. 1 = no multiplier. FESeq with ``wide`` only.
+            unchanged. 1 = no multiplier. Read with ``wide`` only.
         id_dropout: float in [0, 1), ``{field: rate}`` or ``"auto"``. In training,
             replace each known value of the non-sequential categorical fields (the
             user and context fields) by the OOV id with this probability
@@ -371,8 +373,10 @@ PRESETS: dict[str, ExperimentConfig] = {
     # Built-in synthetic data: what the data-sized recipe (feseq_tf.recipe, used for every
     # dataset without a preset of its own) gives at the default synthetic size, 199,600
     # training samples (a test checks it): batch 512 (390 steps an epoch),
-    # embeddings drawn at 0.05 without L2, early stopping with patience 2, and the three
-    # options beyond the paper (README, "Default recipe"). One difference: the embeddings
+    # embeddings drawn at 0.05 without L2, early stopping with patience 2. Two differences:
+    # the three inputs beyond the paper are on (the generator plants what they detect and
+    # they lift FESeq here; on real logs they did not, so the recipe leaves them off), and
+    # the embeddings
     # are kept across epochs (redraw_embeddings off), so that the quick start's default
     # run stops within about 10 minutes on a 2-core CPU; re-drawn, FESeq trains up to about
     # three times as many epochs there and ends higher (README, "Re-drawing the embeddings").

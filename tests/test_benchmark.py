@@ -31,10 +31,33 @@ def _feseq_variants(suite: str) -> dict[str, dict]:
     return resolved
 
 
-def test_suites_hold_the_papers_variants_as_valid_configs():
+def test_baselines_suite_compares_architectures_with_equal_inputs():
     baselines = _resolved("baselines")
-    assert [c.model_name for c in baselines.values()] == list(MODEL_NAMES)
-    assert "lr" in MODEL_NAMES
+    assert list(baselines) == [
+        "feseq", "feseq_paper", "feseq_extra", "deepfm", "autoint", "dcnv2", "din", "din_extra",
+        "bst", "bst_extra", "dmr", "dmr_extra", "lr",
+    ]
+    assert {c.model_name for c in baselines.values()} == set(MODEL_NAMES)
+    extra = ("history_match", "wide")
+    for name in ("deepfm", "autoint", "dcnv2", "din", "bst", "dmr"):  # published inputs
+        assert not any(getattr(baselines[name].model, f) for f in extra), name
+    for name in ("din", "bst", "dmr", "feseq"):  # FESeq's inputs (the synthetic preset's)
+        assert all(getattr(baselines[f"{name}_extra"].model, f) for f in extra), name
+    assert baselines["feseq_extra"].model.target_in_output
+    paper = baselines["feseq_paper"].model
+    assert not any(getattr(paper, f) for f in (*extra, "target_in_output"))
+    # on the synthetic preset, FESeq as the preset runs it is FESeq with the extra inputs:
+    # one training; FESeq as the paper is another
+    key = benchmark.training_key
+    assert key(baselines["feseq"]) == key(baselines["feseq_extra"])
+    assert key(baselines["feseq"]) != key(baselines["feseq_paper"])
+    assert key(baselines["feseq_paper"]) == key(
+        baselines["feseq"].override({"model": {"history_match": False, "wide": False,
+                                               "target_in_output": False}})
+    )
+
+
+def test_suites_hold_the_papers_variants_as_valid_configs():
     ablations = _feseq_variants("ablations")
     full = ablations.pop("full").model
     expected = {

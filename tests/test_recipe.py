@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from feseq_tf import recipe, train
+from feseq_tf.config import PAPER_ARCHITECTURE, preset
 from feseq_tf.schema import DatasetSpec, FieldSpec
 
 
@@ -77,28 +78,45 @@ def test_recipe_needs_the_training_split_size():
 
 
 def test_synthetic_preset_is_the_recipe_at_the_default_synthetic_size():
-    from feseq_tf.config import preset
-
     spec = dataclasses.replace(spec_with(199_600), name="synthetic")
-    # but for re-drawing the embeddings, off so that the quick start stays short, and id
-    # dropout, 0: what "auto" resolves to on this data (tests/test_cold_start.py)
+    # but for re-drawing the embeddings, off so that the quick start stays short, id
+    # dropout, 0: what "auto" resolves to on this data (tests/test_cold_start.py), and the
+    # three inputs beyond the paper, which the generator plants and the preset keeps on
     quick = recipe.recipe(spec)
     assert quick.train.redraw_embeddings and not preset("synthetic").train.redraw_embeddings
     assert quick.model.id_dropout == "auto" and preset("synthetic").model.id_dropout == 0.0
+    extra = {"history_match": True, "wide": True, "target_in_output": True}
     assert preset("synthetic") == quick.override(
-        {"train": {"redraw_embeddings": False}, "model": {"id_dropout": 0.0}}
+        {"train": {"redraw_embeddings": False}, "model": {"id_dropout": 0.0, **extra}}
     )
 
 
-def test_recipe_switches_on_the_options_beyond_the_paper_and_presets_of_the_paper_do_not():
+def test_recipe_is_the_papers_architecture_and_only_the_synthetic_preset_adds_inputs():
     for samples in (80_000, 2_000_000):
         cfg = recipe.recipe(spec_with(samples))
-        assert cfg.model.history_match and cfg.model.wide and cfg.model.target_in_output
+        for name, value in PAPER_ARCHITECTURE.items():
+            assert getattr(cfg.model, name) == value, name
         assert cfg.train.redraw_embeddings and cfg.model.id_dropout == "auto"
+        # FESeq as the paper specifies it is the same model under the recipe
+        assert train.resolve_config(
+            "mine", model_name="feseq_paper", spec=spec_with(samples)
+        ).model == cfg.model
     for name in ("eleme", "bundle"):
         paper = train.resolve_config(name)
         assert not (paper.model.history_match or paper.model.wide or paper.model.target_in_output)
         assert not paper.train.redraw_embeddings and paper.model.id_dropout == 0.0
+    synthetic = preset("synthetic").model
+    assert synthetic.history_match and synthetic.wide and synthetic.target_in_output
+
+
+def test_feseq_paper_takes_the_papers_architecture_and_refuses_options_beyond_it():
+    cfg = train.resolve_config("synthetic", model_name="feseq_paper")  # preset has them on
+    assert cfg.model_name == "feseq_paper"
+    assert not (cfg.model.history_match or cfg.model.wide or cfg.model.target_in_output)
+    assert cfg.model.pooling_hidden == preset("synthetic").model.pooling_hidden  # rest kept
+    with pytest.raises(train.UsageError, match="model.wide=True"):
+        train.resolve_config("synthetic", model_name="feseq_paper",
+                             overrides={"model": {"wide": True}, "train": {}})
 
 
 def test_named_datasets_keep_their_presets_and_directories_get_the_recipe():

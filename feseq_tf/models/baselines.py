@@ -22,8 +22,10 @@ label (the target gets the unknown label). Without such a field every model is
 unchanged.
 
 Which ``ModelConfig`` fields each reads (all read ``embedding_dim``, ``embedding_l2``,
-``embedding_stddev``, ``mlp_units``, ``dropout`` and ``id_dropout``; the others are
-ignored):
+``embedding_stddev``, ``mlp_units``, ``dropout``, ``id_dropout`` and ``wide``, the one-hot
+linear term added to the logit by :class:`~feseq_tf.models.output.OutputHead`; DIN, BST
+and DMR also read ``history_match``, FESeq's match field appended to every history entry
+and to the target; the others are ignored):
 
 ==========  ===========================================================================
 deepfm      nothing else. Output: the head sees [MLP(flat e), FM term, first-order term],
