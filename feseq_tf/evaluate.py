@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from typing import Any
 
-from feseq_tf import tf_logging
+from feseq_tf import cli, tf_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,32 +25,86 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_model(path: str):
+def load_model(path: str) -> Any:
+    """Load a trained model (a training output directory or a ``.keras`` file).
+
+    Args:
+        path: str. A training output directory (its ``model.keras`` is read) or a
+            ``.keras`` file.
+
+    Returns:
+        The Keras model, with the package's layers and models registered for loading.
+
+    Raises:
+        FileNotFoundError: there is no model at ``path``.
+    """
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.keras")
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"No model at {path}: pass a training output directory or a .keras file."
+        )
     import keras
 
     import feseq_tf.layers  # noqa: F401  (registers the custom layers)
     import feseq_tf.models  # noqa: F401  (registers FESeq and the baselines)
 
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.keras")
-    if not os.path.exists(path):
-        raise SystemExit(f"No model at {path}: pass a training output directory or a .keras file.")
     return keras.saving.load_model(path)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = build_parser().parse_args(argv)
-    tf_logging.import_tensorflow()  # C++ logs: warnings and errors
-    from feseq_tf import training
-    from feseq_tf.schema import DatasetSpec
+def evaluate_model(
+    model: Any,
+    dataset_dir: str,
+    split: str = "test",
+    batch_size: int = 8192,
+) -> dict[str, float]:
+    """Evaluate a trained model on one split of a prepared dataset: the Python API behind
+    ``python -m feseq_tf.evaluate``.
 
-    spec = DatasetSpec.load(args.dataset)
-    model = load_model(args.model)
+    Args:
+        model: keras.Model or str. A model, or a training output directory or ``.keras``
+            file (:func:`load_model`).
+        dataset_dir: str. The prepared dataset directory the model was trained on.
+        split: str. ``"train"``, ``"valid"`` or ``"test"``. Defaults to ``"test"``.
+        batch_size: int. Prediction batch size. Defaults to 8192.
+
+    Returns:
+        Exact ``auc``, ``gauc`` and ``logloss`` over the whole split (plus ``oracle_auc``
+        and ``captured_lift`` when the dataset carries the true click probability).
+
+    Raises:
+        ValueError: an unknown split, a batch size below 1, or a model built for another
+            dataset.
+        FileNotFoundError: no model or no prepared dataset at the given path.
+    """
+    from feseq_tf.schema import SPEC_FILE, SPLITS, DatasetSpec
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if not os.path.exists(os.path.join(dataset_dir, SPEC_FILE)):
+        raise FileNotFoundError(
+            f"{dataset_dir} is not a prepared dataset directory (no {SPEC_FILE})."
+        )
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(os.fspath(model))
+    from feseq_tf import training
+
+    spec = DatasetSpec.load(dataset_dir)
     try:  # a model built without feedback reads the dataset without it
         spec = spec.model_view(getattr(model, "spec", None))
     except ValueError as err:
-        raise SystemExit(f"error: {err} Evaluate it on the dataset it was trained on.") from None
-    result = training.evaluate_split(model, args.dataset, args.split, args.batch_size, spec)
+        raise ValueError(f"{err} Evaluate it on the dataset it was trained on.") from None
+    return training.evaluate_split(model, dataset_dir, split, batch_size, spec)
+
+
+@cli.command
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """The command line: :func:`evaluate_model`, printed (and written with ``--output``)."""
+    args = build_parser().parse_args(argv)
+    tf_logging.import_tensorflow()  # C++ logs: warnings and errors
+    result = evaluate_model(args.model, args.dataset, args.split, args.batch_size)
     print(json.dumps({args.split: result}, indent=2))
     if args.output:
         with open(args.output, "w") as fh:
@@ -60,4 +113,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
