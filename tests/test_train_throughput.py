@@ -1,0 +1,52 @@
+"""The throughput benchmark's FLOP count and its share of the GEMM peak (no timing)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from benchmarks import train_throughput
+
+
+def _dense_model(units: tuple[int, ...], width: int) -> keras.Model:
+    x = keras.Input((width,), name="x")
+    y = x
+    for u in units:
+        y = keras.layers.Dense(u)(y)
+    return keras.Model({"x": x}, y)
+
+
+def test_forward_flops_count_two_flops_per_multiply_add_of_every_matrix_product():
+    model = _dense_model((3, 5), width=4)
+    x = {"x": np.zeros((7, 4), "float32")}
+    assert train_throughput.forward_flops(model, x) == 2 * (4 * 3 + 3 * 5)
+
+
+def test_forward_flops_count_batched_products_and_einsums():
+    q = keras.Input((6, 8), name="q")  # [B, T, d]: scores T x T, then the weighted sum
+    scores = keras.ops.matmul(q, keras.ops.transpose(q, (0, 2, 1)))
+    out = keras.layers.EinsumDense("btd,de->bte", output_shape=(6, 2))(
+        keras.ops.matmul(scores, q)
+    )
+    model = keras.Model({"q": q}, out)
+    x = {"q": np.zeros((3, 6, 8), "float32")}
+    expected = 2 * (6 * 6 * 8) + 2 * (6 * 6 * 8) + 2 * (6 * 8 * 2)
+    assert train_throughput.forward_flops(model, x) == expected
+
+
+def _result(train: float, evaluation: float) -> dict:
+    return {"precision": "float32", "gemm_peak_flops": 100e9, "forward_flop_per_sample": 1e6,
+            "train_samples_per_s": train, "eval_samples_per_s": evaluation}
+
+
+def test_peak_shares_count_training_as_three_forward_passes():
+    train, evaluation = train_throughput.peak_shares(_result(10_000, 50_000))
+    assert train == pytest.approx(0.3) and evaluation == pytest.approx(0.5)
+
+
+def test_a_share_above_the_peak_is_refused_not_printed():
+    with pytest.raises(SystemExit, match="evaluation reaches 120 %"):
+        train_throughput.peak_shares(_result(10_000, 120_000))
+    with pytest.raises(SystemExit, match="training reaches 150 %"):
+        train_throughput.peak_shares(_result(50_000, 10_000))
