@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from feseq_tf import cli
+
 BUDGET_S = 480.0  # the GPU run must finish within 8 minutes
 DRY_RUN_ROWS = 3000
 DRY_RUN_PRECISION = "off"  # float16 is emulated on CPUs: 10 s a step even for the tiny model
@@ -395,6 +397,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     parity_rows=args.parity_rows, atol=args.atol, timeout_s=args.timeout_s)
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     """Run the checks; returns the exit status (0 when none failed)."""
     args = build_parser().parse_args(argv)

@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from feseq_tf import cli
+
 
 def _train_args(args: argparse.Namespace, out: str, strategy: str) -> list[str]:
     return [
@@ -61,6 +63,7 @@ def run_workers(args: argparse.Namespace, workers: int) -> dict:
     return {"workers": workers, "seconds": seconds, **metrics}
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=40_000, help="synthetic raw rows")

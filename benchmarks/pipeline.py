@@ -36,6 +36,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from feseq_tf import cli
+
 
 def _run_child(args: Sequence[str]) -> dict[str, Any]:
     """Run ``python -m benchmarks.pipeline <args>``; its JSON result plus peak RSS."""
@@ -239,6 +241,7 @@ def phase_read(out_dir: str, batch_size: int) -> dict[str, Any]:
     }
 
 
+@cli.command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.pipeline", description=__doc__.split("\n")[0]

@@ -36,13 +36,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from feseq_tf import cli
 from feseq_tf.yardstick import (
     FOLDS,
     PRIOR_WEIGHT,
@@ -176,6 +176,7 @@ def yardstick(dataset_dir: str, seed: int, max_iter: int = 400) -> dict[str, Any
     return result
 
 
+@cli.command
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.reference_gbdt",
@@ -216,4 +217,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -62,6 +62,7 @@ from benchmarks.http_exchange import Exchange, predict_requests
 from benchmarks.serving_model import MODEL_SIZES, eleme_shaped_export, request_rows
 from benchmarks.serving_soak import WARMUP_S as SOAK_WARMUP_S
 from benchmarks.serving_soak import format_report, run_soak, soak_failed
+from feseq_tf import cli
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER_START_TIMEOUT_S = 180
@@ -390,6 +391,7 @@ def _print_phases(results: dict[str, Any]) -> None:
     )
 
 
+@cli.command
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("requests", "concurrency", "large_batch", "large_requests"):

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import feseq_tf  # noqa: F401  (`python -m export.X`: TensorFlow's start-up noise dropped, feseq_tf.cli)
+
 __all__ = ["export_run"]
 
 

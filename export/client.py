@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 # HISTORY_SEPARATOR and MISSING_TOKENS: re-exported, other modules import them from here.
-from feseq_tf import raw_format
+from feseq_tf import cli, raw_format
 from feseq_tf.raw_format import HISTORY_SEPARATOR as HISTORY_SEPARATOR
 from feseq_tf.raw_format import MISSING_TOKENS as MISSING_TOKENS
 from feseq_tf.raw_format import canonical_string
@@ -344,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli.command
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -369,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for p in client.predict_probabilities(rows, form=args.form, batch_size=args.batch_size):
                 print(f"{p:.6f}")
     except (OSError, ValueError, ServingError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(cli.error_line(err), file=sys.stderr)
         return 1
     return 0
 

@@ -42,6 +42,7 @@ from export.contract import (
     to_request_row,
 )
 from export.raw_encoder import KEY_SEPARATOR, VOCABULARY_ASSET, RawFeatureEncoder
+from feseq_tf import cli
 from feseq_tf.schema import SPEC_FILE, DatasetSpec
 
 __all__ = [
@@ -159,12 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli.command
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         path = export_run(args.model, args.export_dir, name=args.name, version=args.version)
     except (FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(cli.error_line(err), file=sys.stderr)
         return 2
     print(
         f"exported {args.model} as {path} (signatures: {SERVING_SIGNATURE}, {ATTENTION_SIGNATURE})"

@@ -30,7 +30,13 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import sys
 from typing import TYPE_CHECKING, Any
+
+if sys.argv[:1] == ["-m"]:  # `python -m` is locating a module: maybe one of our command lines
+    from feseq_tf import cli as _cli
+
+    _cli.quiet_command_line()  # drops TensorFlow's start-up noise from the first import on
 
 if TYPE_CHECKING:  # the names for type checkers and editors; at run time see _LAZY
     from export.savedmodel import export_run

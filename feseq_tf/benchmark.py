@@ -49,11 +49,10 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import time
 from typing import Any
 
-from feseq_tf import tf_logging, train
+from feseq_tf import cli, tf_logging, train
 from feseq_tf.config import MODEL_NAMES, PAPER_MODEL, ExperimentConfig
 from feseq_tf.schema import DatasetSpec
 
@@ -433,6 +432,7 @@ def plot_auc(rows: list[dict[str, Any]], path: str, title: str) -> None:
     plt.close(fig)
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run (or resume) a suite and write its tables; returns the table rows."""
     args = build_parser().parse_args(argv)
@@ -447,10 +447,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         raise SystemExit(f"--seeds must be >= 1, got {args.seeds}.")
     if not 1 <= args.first_seed <= args.seeds:
         raise SystemExit(f"--first-seed must be in [1, --seeds={args.seeds}], got {args.first_seed}.")
-    try:
-        return _run_suite(args, variants)
-    except train.UsageError as err:
-        raise SystemExit(f"error: {err}") from None
+    return _run_suite(args, variants)  # a UsageError is one line (feseq_tf.cli)
 
 
 def _run_suite(args: argparse.Namespace, variants: list[Variant]) -> list[dict[str, Any]]:
@@ -511,4 +508,4 @@ def _run_suite(args: argparse.Namespace, variants: list[Variant]) -> list[dict[s
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -9,15 +9,20 @@ Every ``main(argv=None)`` of the package (``feseq_tf.*``, ``pipelines.*``, ``exp
   with one line ``error: <what is wrong>`` on standard error and a non-zero exit status;
 * any other exception is a bug and keeps its traceback; ``--debug`` (anywhere on the
   command line, or ``FESEQ_TF_DEBUG=1``) keeps the traceback of every error;
-* run as a program (``main()`` with no ``argv``), TensorFlow's C++ logs are set to warnings
-  and errors (``TF_CPP_MIN_LOG_LEVEL=2`` unless set) and its known harmless lines are
-  dropped from standard error for the whole run (:class:`feseq_tf.tf_logging.StderrFilter`).
-  A test that calls ``main([...])`` gets the same errors without the filter.
+* run as a program, TensorFlow's C++ logs are set to warnings and errors
+  (``TF_CPP_MIN_LOG_LEVEL=2`` unless set) and its known harmless lines are dropped from
+  standard error for the whole run (:class:`feseq_tf.tf_logging.StderrFilter`). With
+  ``python -m <module of the project>`` the filter starts when the project's first
+  package is imported, before any module imports TensorFlow (:func:`quiet_command_line`,
+  called by ``feseq_tf/__init__.py``); an entry point called with no ``argv`` (a console
+  script) starts it in ``main``. A test that calls ``main([...])`` gets the same errors
+  without the filter.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import functools
 import os
@@ -28,7 +33,11 @@ from typing import Any, TypeVar
 
 from feseq_tf import tf_logging
 
-__all__ = ["DEBUG_FLAG", "command", "error_line", "is_user_error"]
+__all__ = ["DEBUG_FLAG", "PACKAGES", "command", "error_line", "is_user_error",
+           "quiet_command_line"]
+
+#: The project's top-level packages: ``python -m`` of a module in them is a command line.
+PACKAGES = ("feseq_tf", "pipelines", "export", "benchmarks")
 
 #: The flag (and ``FESEQ_TF_DEBUG=1``) that keeps the traceback of every error.
 DEBUG_FLAG = "--debug"
@@ -92,6 +101,44 @@ def error_line(err: BaseException | str) -> str:
     return f"error: {message}"
 
 
+_filter: tf_logging.StderrFilter | None = None
+
+
+def _start_filter() -> None:
+    """Start the process's standard-error filter (once), unless ``TF_CPP_MIN_LOG_LEVEL=0``."""
+    global _filter
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if _filter is not None or os.environ["TF_CPP_MIN_LOG_LEVEL"].strip() in ("", "0"):
+        return
+    _filter = tf_logging.StderrFilter()
+    _filter.start()
+    atexit.register(_stop_filter)
+
+
+def _stop_filter() -> None:
+    global _filter
+    if _filter is not None:
+        _filter.stop()
+        _filter = None
+
+
+def quiet_command_line() -> None:
+    """Start the standard-error filter now if the process is ``python -m`` of a module of
+    the project (see the module docstring); otherwise do nothing.
+
+    While ``python -m`` locates its module, ``sys.argv[0]`` is ``"-m"`` and
+    ``sys.orig_argv`` names the module.
+    """
+    if sys.argv[:1] != ["-m"]:
+        return
+    argv = list(getattr(sys, "orig_argv", ()))
+    if "-m" not in argv[:-1]:
+        return
+    module = argv[argv.index("-m") + 1]
+    if module.partition(".")[0] in PACKAGES:
+        _start_filter()
+
+
 @contextlib.contextmanager
 def _argparse_raises() -> Iterator[None]:
     """argparse errors raise :class:`_ArgumentError` instead of printing usage and exiting."""
@@ -121,44 +168,32 @@ def command(main: _Main) -> _Main:
 
     @functools.wraps(main)
     def entry(argv: Sequence[str] | None = None, *args: Any, **kwargs: Any) -> Any:
-        program = argv is None
         arguments = list(sys.argv[1:] if argv is None else argv)
         debug = DEBUG_FLAG in arguments or os.environ.get("FESEQ_TF_DEBUG", "") not in ("", "0")
         arguments = [a for a in arguments if a != DEBUG_FLAG]
-        stderr_filter = None
-        if program:
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-            if os.environ["TF_CPP_MIN_LOG_LEVEL"].strip() not in ("", "0"):
-                stderr_filter = tf_logging.StderrFilter()
-                stderr_filter.start()
+        if argv is None:  # a command line
+            _start_filter()
         try:
             with _argparse_raises():
                 return main(arguments, *args, **kwargs)
         except _ArgumentError as err:
-            _stop(stderr_filter)
+            _stop_filter()
             print(error_line(err), file=sys.stderr, flush=True)
             raise SystemExit(2) from None
         except SystemExit as err:
-            _stop(stderr_filter)
+            _stop_filter()
             if isinstance(err.code, str):  # a message: make it the one error line
                 raise SystemExit(error_line(err.code)) from None
             raise
-        except Exception as err:
-            _stop(stderr_filter)
-            if debug or not is_user_error(err):
-                raise
-            raise SystemExit(error_line(err)) from None
         except KeyboardInterrupt:
-            _stop(stderr_filter)
+            _stop_filter()
             if debug:
                 raise
             raise SystemExit("error: interrupted") from None
-        finally:
-            _stop(stderr_filter)
+        except Exception as err:
+            _stop_filter()  # the traceback or the error line is not filtered
+            if debug or not is_user_error(err):
+                raise
+            raise SystemExit(error_line(err)) from None
 
     return entry  # type: ignore[return-value]
-
-
-def _stop(stderr_filter: tf_logging.StderrFilter | None) -> None:
-    if stderr_filter is not None:
-        stderr_filter.stop()

@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-from feseq_tf import cli, tf_logging
+from feseq_tf import cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +103,6 @@ def evaluate_model(
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """The command line: :func:`evaluate_model`, printed (and written with ``--output``)."""
     args = build_parser().parse_args(argv)
-    tf_logging.import_tensorflow()  # C++ logs: warnings and errors
     result = evaluate_model(args.model, args.dataset, args.split, args.batch_size)
     print(json.dumps({args.split: result}, indent=2))
     if args.output:

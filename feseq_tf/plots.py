@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from feseq_tf import cli
 from feseq_tf.tensorboard_plugin.metadata import MatrixInfo
 
 DEFAULT_CMAP = "viridis"
@@ -158,6 +158,7 @@ def plot_logdir(logdir: str, out_dir: str, *, run: str | None = None, step: int 
     return paths
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> list[str]:
     """``python -m feseq_tf.plots --logdir DIR --out DIR [--run RUN] [--step N]``."""
     parser = argparse.ArgumentParser(prog="python -m feseq_tf.plots", description=__doc__,
@@ -177,4 +178,4 @@ def main(argv: list[str] | None = None) -> list[str]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

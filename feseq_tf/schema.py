@@ -306,7 +306,12 @@ class DatasetSpec:
 
     @classmethod
     def load(cls, path: str) -> DatasetSpec:
-        """Load from a prepared dataset directory or a ``dataset_spec.json`` path."""
+        """Load from a prepared dataset directory or a ``dataset_spec.json`` path.
+
+        Raises:
+            FileNotFoundError: there is no spec at ``path``.
+            ValueError: the file is not a valid dataset spec (the message names it).
+        """
         if os.path.isdir(path):
             path = os.path.join(path, SPEC_FILE)
         if not os.path.exists(path):
@@ -315,7 +320,14 @@ class DatasetSpec:
                 "(python -m pipelines.eleme / pipelines.synthetic / pipelines.generic)."
             )
         with open(path) as fh:
-            return cls.from_dict(json.load(fh))
+            try:
+                data = json.load(fh)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} is not valid JSON ({err}); prepare the dataset again.") from None
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path} is not a valid dataset spec: {err}") from None
 
 
 def read_vocab(dataset_dir: str, field: str) -> list[str]:

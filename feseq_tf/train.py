@@ -19,12 +19,11 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from typing import Any
 
-from feseq_tf import tf_logging
+from feseq_tf import cli, tf_logging
 from feseq_tf.config import (
     AUTO_ID_DROPOUT,
     MODEL_NAMES,
@@ -490,24 +489,23 @@ def _run(config, dataset_dir, shared_dir, out, strategy, chief, *, attention_sum
     return metrics
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """The command line: parse, prepare the dataset, :func:`run`; errors as one line."""
     args = build_parser().parse_args(argv)
+    parse_overrides(args.set or [])  # a bad --set fails before the data is prepared
     tf_logging.import_tensorflow()  # C++ logs: warnings and errors
-    try:
-        dataset_name, dataset_dir = prepare_dataset(
-            args.dataset, data_dir=args.data_dir, raw_dir=args.raw_dir,
-            synthetic_rows=args.synthetic_rows, synthetic_seed=args.synthetic_seed,
-        )
-        config = _config_from_args(args, dataset_name, DatasetSpec.load(dataset_dir))
-        metrics = run(
-            config, dataset_dir, args.output_dir,
-            attention_summaries=args.attention_summaries, attention_every=args.attention_every,
-            export=not args.no_export, export_dir=args.export_dir, overwrite=args.overwrite,
-            deterministic=args.deterministic,
-        )
-    except UsageError as err:
-        raise SystemExit(f"error: {err}") from None
+    dataset_name, dataset_dir = prepare_dataset(  # a UsageError is one line (feseq_tf.cli)
+        args.dataset, data_dir=args.data_dir, raw_dir=args.raw_dir,
+        synthetic_rows=args.synthetic_rows, synthetic_seed=args.synthetic_seed,
+    )
+    config = _config_from_args(args, dataset_name, DatasetSpec.load(dataset_dir))
+    metrics = run(
+        config, dataset_dir, args.output_dir,
+        attention_summaries=args.attention_summaries, attention_every=args.attention_every,
+        export=not args.no_export, export_dir=args.export_dir, overwrite=args.overwrite,
+        deterministic=args.deterministic,
+    )
     out = args.output_dir
     print(f"wrote {out}/metrics.json, model.keras; attention heatmaps and curves: "
           f"tensorboard --logdir {out}/logs", flush=True)
@@ -515,4 +513,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -38,6 +38,7 @@ from typing import Any
 
 import pandas as pd
 
+from feseq_tf import cli
 from pipelines import generic
 from pipelines.readers import read_table
 from pipelines.spec import FieldConfig, PipelineSpec
@@ -184,6 +185,7 @@ def prepare(
     return generic.build_dataset(df, spec, out_dir, progress=progress, read_report=read_report)
 
 
+@cli.command
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipelines.bundle --input FILE --out DIR``."""
     parser = argparse.ArgumentParser(
@@ -231,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = prepare(args.input, args.out, spec=spec, progress=not args.quiet)
     except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(cli.error_line(err), file=sys.stderr)
         return 2
     print(json.dumps({"out": args.out, "samples": result.report["samples"]}))
     return 0

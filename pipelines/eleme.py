@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from feseq_tf import schema
+from feseq_tf import cli, schema
 from pipelines import generic, parsing
 from pipelines.eleme_raw import (
     DEFAULT_DAYS,
@@ -287,6 +287,7 @@ def prepare(
     )
 
 
+@cli.command
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipelines.eleme --raw-dir RAW --out DIR``."""
     parser = argparse.ArgumentParser(
@@ -342,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             feedback=args.feedback,
         )
     except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(cli.error_line(err), file=sys.stderr)
         return 2
     print(
         json.dumps(

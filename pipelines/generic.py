@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from feseq_tf import raw_format, schema
+from feseq_tf import cli, raw_format, schema
 from pipelines.parsing import (
     CleanedTable,
     categorical_codes,
@@ -228,6 +228,7 @@ def _make_report(
     return report
 
 
+@cli.command
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipelines.generic --input FILE --spec SPEC.yaml --out DIR``."""
     parser = argparse.ArgumentParser(

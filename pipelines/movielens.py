@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from feseq_tf import cli
 from pipelines import generic
 from pipelines.spec import FieldConfig, PipelineSpec
 from pipelines.writer import PrepareResult
@@ -139,6 +140,7 @@ def prepare(raw_dir: str, out_dir: str, *, positive_rating: int = DEFAULT_POSITI
     return generic.build_dataset(table, pipeline_spec(**spec_options), out_dir, progress=progress)
 
 
+@cli.command
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipelines.movielens", description=__doc__.split("\n")[0])
     p.add_argument("--raw-dir", required=True, help="folder with u.data, u.user and u.item")
@@ -152,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = prepare(args.raw_dir, args.out, positive_rating=args.positive_rating,
                          progress=not args.quiet, feedback=args.feedback)
     except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(cli.error_line(err), file=sys.stderr)
         return 2
     print(json.dumps({"out": args.out, "samples": result.report["samples"]}))
     return 0

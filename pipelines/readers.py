@@ -22,9 +22,22 @@ def read_table(
 
     Returns:
         (table, read report with ``rows_read`` and ``rows_dropped``).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is empty or has no rows.
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"Input file {path} does not exist.")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ValueError(f"Input file {path} is empty.")
+    df, report = _read(path, columns)
+    if report["rows_read"] == 0:
+        raise ValueError(f"Input file {path} has no rows.")
+    return df, report
+
+
+def _read(path: str, columns: Sequence[str] | None) -> tuple[pd.DataFrame, dict[str, Any]]:
     wanted = list(columns) if columns is not None else None
     if path.endswith((".parquet", ".pq")):
         import pyarrow.parquet as pq

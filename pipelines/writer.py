@@ -9,6 +9,7 @@ import dataclasses
 import glob
 import json
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,40 @@ class PrepareResult:
     tables: dict[str, dict[str, np.ndarray]]
     out_dir: str | None = None
     vocabularies: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+
+
+def check_splits(result: PrepareResult) -> None:
+    """Refuse a dataset with an empty split; warn, naming it, of a split with one class.
+
+    No AUC can be computed on an empty split (nor model selection on an empty valid
+    split); on a split of one label the AUC is undefined, which a run can survive
+    (its metrics say NaN), so that is a warning on standard error.
+
+    Args:
+        result: PrepareResult. What :func:`pipelines.generic.build_dataset` computed.
+
+    Raises:
+        ValueError: a split has no samples (the message names it and every split's size).
+    """
+    label = result.spec.label
+    sizes = {s: len(result.tables[s][label]) for s in schema.SPLITS}
+    described = ", ".join(f"{s} {n}" for s, n in sizes.items())
+    for s, n in sizes.items():
+        if n == 0:
+            raise ValueError(
+                f"split {s!r} of dataset {result.spec.name!r} is empty ({described} samples): "
+                "no AUC can be computed on it; give more rows, more users or other split "
+                "fractions."
+            )
+    for s in schema.SPLITS:
+        classes = np.unique(result.tables[s][label])
+        if len(classes) < 2:
+            print(
+                f"warning: split {s!r} of dataset {result.spec.name!r} has only label "
+                f"{classes[0]:g} ({sizes[s]} samples): its AUC is undefined.",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def write_json(path: str, data: Any) -> None:
@@ -72,7 +107,8 @@ def write_dataset(
 ) -> None:
     """Write a prepared dataset: vocabularies, TFRecord shards, report and spec.
 
-    Earlier shards, vocabularies, report and spec in ``out_dir`` are removed first.
+    Earlier shards, vocabularies, report and spec in ``out_dir`` are removed first, once
+    the splits are checked (:func:`check_splits`).
 
     Args:
         result: PrepareResult. What :func:`pipelines.generic.build_dataset` computed.
@@ -81,7 +117,11 @@ def write_dataset(
             (at least 1). None: about 100k samples a shard.
         records: bool. Write the TFRecord shards (False writes only the vocabularies,
             ``report.json`` and ``dataset_spec.json``).
+
+    Raises:
+        ValueError: a split is empty (:func:`check_splits`); nothing is written then.
     """
+    check_splits(result)
     spec, tables = result.spec, result.tables
     os.makedirs(out_dir, exist_ok=True)
     stale = [os.path.join(out_dir, schema.SPEC_FILE), os.path.join(out_dir, "report.json")]

@@ -20,7 +20,7 @@ from export.devserver.routing import (
     ModelServer,
 )
 from export.devserver.versions import DEFAULT_POLL_WAIT_SECONDS
-from feseq_tf import tf_logging
+from feseq_tf import cli, tf_logging
 
 DEFAULT_GRPC_PORT = 8500  # TF Serving's --port
 
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     """Serve the latest version under ``--model-base-path`` until interrupted; 0 on a
     clean stop, 2 (with a one-line error) when the model cannot be loaded."""
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             poll_wait_s=args.file_system_poll_wait_seconds,
         )
     except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(cli.error_line(err), file=sys.stderr)
         return 2
     httpd = make_http_server(model_server, args.host, args.port, verbose=args.verbose)
     host, port = httpd.server_address[:2]
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             grpc_server, grpc_port = make_grpc_server(model_server, args.host, args.grpc_port)
         except OSError as err:
-            print(f"error: {err}", file=sys.stderr)
+            print(cli.error_line(err), file=sys.stderr)
             httpd.server_close()
             model_server.close()
             return 2

@@ -12,9 +12,11 @@ import sys
 
 from tensorboard import default, program
 
+from feseq_tf import cli
 from feseq_tf.tensorboard_plugin.loader import AttentionPluginLoader
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     """Runs TensorBoard with ``argv`` (TensorBoard's own flags) and the plugin."""
     plugins = default.get_plugins()  # static plugins and those of entry points
@@ -22,7 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         plugins.append(AttentionPluginLoader)
     tensorboard = program.TensorBoard(plugins=plugins)
     tensorboard.configure(argv=[sys.argv[0]] + list(sys.argv[1:] if argv is None else argv))
-    return tensorboard.main()
+    try:
+        return tensorboard.main()
+    except OverflowError as err:  # e.g. --port out of range: a bad argument, not a bug
+        raise ValueError(str(err)) from None
 
 
 if __name__ == "__main__":

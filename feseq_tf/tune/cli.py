@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from feseq_tf import tf_logging, train
+from feseq_tf import cli, tf_logging, train
 from feseq_tf.config import MODEL_NAMES
 from feseq_tf.schema import DatasetSpec
 from feseq_tf.tune import space as search_space
@@ -77,6 +77,7 @@ def _load_space_file(path: str | None) -> dict[str, Any] | None:
         raise train.UsageError(f"--space {path}: {err}") from None
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """The command line: parse, prepare the dataset, :func:`tune`; errors as one line."""
     args = build_parser().parse_args(argv)

@@ -15,9 +15,12 @@ import json
 import sys
 from collections.abc import Sequence
 
+from feseq_tf import cli
+
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
 
 
+@cli.command
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipelines.beam --input GLOB --spec SPEC.yaml --out DIR``."""
     parser = argparse.ArgumentParser(
@@ -54,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipelines.beam.pipeline import run
         from pipelines.spec import PipelineSpec
     except ImportError as err:
-        print(f"error: {err}; install the extra: pip install 'feseq-tf[beam]'", file=sys.stderr)
+        print(f"{cli.error_line(err)}; install the extra: pip install 'feseq-tf[beam]'", file=sys.stderr)
         return 2
     try:
         spec = PipelineSpec.load(args.spec)
@@ -63,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = PipelineOptions([f"--runner={args.runner}", *beam_args])
         report = run(args.input, spec, args.out, history_block=args.history_block, options=options)
     except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(cli.error_line(err), file=sys.stderr)
         return 2
     samples = report["samples"] if report else None
     print(json.dumps({"out": args.out, "samples": samples}))

@@ -1,8 +1,6 @@
 """Entry point of ``python -m pipelines.synthetic`` (the command line is :mod:`pipelines.synthetic.cli`)."""
 
-import sys
-
 from pipelines.synthetic.cli import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

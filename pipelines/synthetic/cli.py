@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from feseq_tf import cli
 from pipelines.synthetic.dataset import TIME_UNIT_MINUTES, make_synthetic_dataset
 from pipelines.synthetic.quality import REPORT_FILE, format_report, report
 from pipelines.synthetic.raw import generate
@@ -32,6 +33,7 @@ from pipelines.synthetic.world import (
 )
 
 
+@cli.command
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line: generate, prepare and optionally report a synthetic dataset."""
     p = argparse.ArgumentParser(prog="python -m pipelines.synthetic",
