@@ -50,3 +50,30 @@ def test_a_share_above_the_peak_is_refused_not_printed():
         train_throughput.peak_shares(_result(10_000, 120_000))
     with pytest.raises(SystemExit, match="training reaches 150 %"):
         train_throughput.peak_shares(_result(50_000, 10_000))
+
+
+# ---- benchmarks.linear_yardstick: the plain reference of the linear row -----------------------
+def test_linear_yardstick_design_is_one_hot_of_every_target_side_field(tiny_trained_run):
+    from benchmarks import linear_yardstick
+    from feseq_tf.schema import DatasetSpec
+
+    spec = DatasetSpec.load(tiny_trained_run.dataset_dir)
+    x, y, groups = linear_yardstick._design(tiny_trained_run.dataset_dir, spec, "valid")
+    assert x.shape == (len(y), sum(f.vocab_size if f.is_categorical else 1 for f in spec.fields))
+    categorical = [f for f in spec.fields if f.is_categorical and not f.history_only]
+    onehot_cols = np.concatenate([
+        np.arange(start, start + f.vocab_size)
+        for f, start in zip(spec.fields, np.cumsum([0] + [
+            f.vocab_size if f.is_categorical else 1 for f in spec.fields]))
+        if f in categorical
+    ])
+    np.testing.assert_array_equal(x[:, onehot_cols].sum(axis=1).A.ravel(), len(categorical))
+    assert len(groups) == len(y) and set(np.unique(y)) <= {0, 1}
+
+
+def test_linear_yardstick_chooses_l2_on_validation(tiny_trained_run):
+    from benchmarks import linear_yardstick
+
+    ref = linear_yardstick.sklearn_reference(tiny_trained_run.dataset_dir)
+    assert ref["C"] in linear_yardstick.C_GRID
+    assert 0.0 <= ref["test_auc"] <= 1.0 and 0.0 <= ref["valid_auc"] <= 1.0
