@@ -38,6 +38,9 @@ from typing import Any
 
 from feseq_tf import cli
 
+# The fewest raw rows the synthetic generator writes.
+MIN_ROWS = 50
+
 
 def _run_child(args: Sequence[str]) -> dict[str, Any]:
     """Run ``python -m benchmarks.pipeline <args>``; its JSON result plus peak RSS."""
@@ -49,7 +52,7 @@ def _run_child(args: Sequence[str]) -> dict[str, Any]:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"phase {args[:2]} failed with exit code {proc.returncode}")
+        raise SystemExit(f"phase {args[1]!r} failed with exit code {proc.returncode} (its error is above)")
     result = json.loads(out.strip().splitlines()[-1])
     result["wall_s"] = round(time.perf_counter() - start, 2)
     result["peak_rss_gib"] = round(usage.ru_maxrss / 2**20, 3)  # ru_maxrss is in KiB
@@ -265,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     phases = ("generate", "prepare", "read", "table", "generic", "beam")
     parser.add_argument("--phase", choices=phases, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rows < MIN_ROWS:
+        raise ValueError(f"--rows must be at least {MIN_ROWS}, got {args.rows}.")
 
     if args.phase:  # child process
         raw_dir = os.path.join(args.work, "raw")

@@ -53,7 +53,16 @@ class _ArgumentError(Exception):
     """An argparse error, raised instead of argparse's usage text and exit."""
 
     def __init__(self, prog: str, message: str) -> None:
-        super().__init__(f"{message} (see {prog} --help)")
+        super().__init__(f"{message} (see {_program(prog)} --help)")
+
+
+def _program(prog: str) -> str:
+    """How the user ran the command: ``python -m <module>`` rather than argparse's
+    default ``<file>.py``."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is None or prog != os.path.basename(sys.argv[0]):
+        return prog
+    return "python -m " + spec.name.removesuffix(".__main__")
 
 
 def is_user_error(err: BaseException) -> bool:
