@@ -1,4 +1,4 @@
-"""The input interacting layer's attention follows a planted field cross.
+"""FESeq learns a planted field cross, and its field attention is well formed there.
 
 Synthetic data with one strong cross and nothing else: the click logit is
 ``3 * (2 * gender - 1) * affinity(category_1_id)`` plus an intercept (every other
@@ -15,6 +15,16 @@ not; see README, "Attention heatmaps in TensorBoard"). The test therefore measur
 at the target position of the validation samples, the correlation between the
 planted cross and the weight that the category field (query) puts on the gender
 field (key) in the last input interacting layer.
+
+That correlation is not asserted: it depends on the machine's floating-point details.
+For training seed 1 one 2-core AVX-512 machine measured 0.64 (control 0.25) and another
+of the same class 0.068 (control 0.016), with the cross learnt equally well on both
+(planted AUC 0.93): the MLP also sees gender and the pooled category and can realise the
+cross without the interacting layer, so which route a run takes is not a property of the
+model (docs, "What the attention shows"). The test asserts what holds on any machine:
+the cross is learnt where it is planted and nothing is learnt where it is not, and the
+interacting layer's attention at the target position is a distribution over the fields
+for every query. The correlations are returned for the docs' table.
 """
 
 from __future__ import annotations
@@ -88,6 +98,9 @@ def _train_and_correlate(data: str, run_dir: str, cross: np.ndarray | None, plan
     inputs = {n: probe[n] for n in model.spec.model_input_names()}
     att = np.asarray(model.attention_model()(inputs, training=False)["input_field_attention"])
     names = input_field_names(model.spec, model.config)
+    # [B, T, H, F, F]: every query row of every position and head sums to 1 over the keys
+    np.testing.assert_allclose(att.sum(axis=-1), 1.0, rtol=1e-4, atol=1e-4)
+    assert att.shape[-1] == att.shape[-2] == len(names)
     row = att[:, -1, :, names.index(QUERY), :].mean(axis=1)  # [B, F]: target position, heads
     corrs = np.array([np.corrcoef(row[:, j], cross)[0, 1] for j in range(len(names))])
     best_auc = max(h["val_auc"] for h in result["history"])
@@ -95,11 +108,11 @@ def _train_and_correlate(data: str, run_dir: str, cross: np.ndarray | None, plan
 
 
 @pytest.mark.slow
-def test_last_interacting_layer_attention_tracks_the_planted_cross(tmp_path):
+def test_feseq_learns_a_planted_cross_that_the_control_data_lacks(tmp_path):
     planted = _dataset(str(tmp_path / "planted"), STRENGTH)
     control = _dataset(str(tmp_path / "control"), 0.0)
 
-    pair, corrs, names, auc, cross = _train_and_correlate(
+    pair, _, _, auc, cross = _train_and_correlate(
         planted, str(tmp_path / "run_planted"), None, planted
     )
     control_pair, _, _, control_auc, _ = _train_and_correlate(
@@ -107,11 +120,6 @@ def test_last_interacting_layer_attention_tracks_the_planted_cross(tmp_path):
     )
     found = {"planted": float(pair), "control": float(control_pair),
              "planted_auc": auc, "control_auc": control_auc}
-
-    assert auc > 0.85 and control_auc < 0.6, found  # the planted cross is learnt, nothing else
-    # Among the key fields of the query's row, the planted partner tracks the cross most.
-    others = [j for j, n in enumerate(names) if n not in (QUERY, KEY)]
-    assert abs(pair) > np.abs(corrs[others]).max(), found
-    # The same cell of the control model (same seed, same rows, no cross to learn) tracks
-    # it only by chance; measured over seeds 1-3: planted 0.37-0.64, control 0.13-0.25.
-    assert abs(pair) > 1.5 * abs(control_pair) and abs(pair) - abs(control_pair) > 0.1, found
+    # The cross is learnt where it is planted (the oracle's AUC is 0.94), and nothing is
+    # learnt from the same rows without it.
+    assert auc > 0.85 and control_auc < 0.6, found
