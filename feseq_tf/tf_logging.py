@@ -98,6 +98,15 @@ class StderrFilter:
 
     @staticmethod
     def _pump(read_end: int, out: int) -> None:
+        try:
+            StderrFilter._filter_lines(read_end, out)
+        except Exception:  # never leave writers blocked on a full pipe: pass the rest on
+            while chunk := os.read(read_end, 65536):
+                _write_all(out, chunk)
+            os.close(read_end)
+
+    @staticmethod
+    def _filter_lines(read_end: int, out: int) -> None:
         pending = b""
         while True:
             try:
