@@ -20,6 +20,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from feseq_tf.dataset import PreparedDataset
 from feseq_tf.explain import AttentionMatrix, attention_matrices, probe_batch
 from feseq_tf.schema import HIST_LEN, DatasetSpec
 
@@ -81,7 +82,7 @@ class AttentionSummaries(keras.callbacks.Callback):
     @classmethod
     def from_dataset(
         cls,
-        dataset_dir: str,
+        dataset_dir: str | PreparedDataset,
         log_dir: str,
         *,
         split: str = "valid",
@@ -89,7 +90,19 @@ class AttentionSummaries(keras.callbacks.Callback):
         spec: DatasetSpec | None = None,
         **kwargs: Any,
     ) -> AttentionSummaries:
-        """A callback whose probe batch is the first ``probe_size`` examples of ``split``."""
+        """A callback whose probe batch is the first ``probe_size`` examples of ``split``.
+
+        Args:
+            dataset_dir: str or PreparedDataset. A prepared dataset, or its directory.
+            log_dir: str. Where the summaries are written.
+            split: str. The split the probe batch comes from. Defaults to ``"valid"``.
+            probe_size: int. Examples in the probe batch. Defaults to 512.
+            spec: DatasetSpec or None. The model's spec. Defaults to the dataset's.
+            **kwargs: the other arguments of the constructor.
+
+        Returns:
+            The callback.
+        """
         return cls(log_dir, probe_batch(dataset_dir, split, probe_size, spec), **kwargs)
 
     # ---- computing -------------------------------------------------------------------

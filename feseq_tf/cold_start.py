@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from feseq_tf.dataset import PreparedDataset, as_prepared
 from feseq_tf.schema import OOV_ID, DatasetSpec
 
 #: The least share of the training samples in which each field's OOV id appears.
@@ -62,8 +63,20 @@ def floor_rate(train_oov: float, share: float = OOV_SHARE) -> float:
     return round((share - train_oov) / (1.0 - train_oov), DECIMALS)
 
 
-def oov_shares(dataset_dir: str, split: str, spec: DatasetSpec, names: tuple[str, ...]) -> dict[str, float]:
-    """Share of the OOV id in each named categorical column of one split."""
+def oov_shares(
+    dataset_dir: str | PreparedDataset, split: str, spec: DatasetSpec, names: tuple[str, ...]
+) -> dict[str, float]:
+    """Share of the OOV id in each named categorical column of one split.
+
+    Args:
+        dataset_dir: str or PreparedDataset. A prepared dataset, or its directory.
+        split: str. ``"train"``, ``"valid"`` or ``"test"``.
+        spec: DatasetSpec. The dataset's spec.
+        names: tuple of str. Categorical record features.
+
+    Returns:
+        ``{name: share}`` (0 for an empty split).
+    """
     from feseq_tf.data import read_columns
 
     if not names:
@@ -76,23 +89,27 @@ def oov_shares(dataset_dir: str, split: str, spec: DatasetSpec, names: tuple[str
     return out
 
 
-def id_dropout_rates(dataset_dir: str, spec: DatasetSpec | None = None) -> dict[str, Any]:
+def id_dropout_rates(
+    dataset_dir: str | PreparedDataset, spec: DatasetSpec | None = None
+) -> dict[str, Any]:
     """Per field, the id dropout rate that trains its OOV id on at least :data:`OOV_SHARE`
     of the samples, for the fields whose OOV id is more frequent in the validation split
     than in training (0 for the others).
 
     Args:
-        dataset_dir: str. A prepared dataset directory (its train and valid splits are read).
-        spec: DatasetSpec. Defaults to the directory's.
+        dataset_dir: str or PreparedDataset. A prepared dataset, or its directory (its
+            train and valid splits are read).
+        spec: DatasetSpec. Defaults to the dataset's.
 
     Returns:
         ``{"rates": {field: rate}, "train_oov": {field: share}, "valid_oov": {...}}``
         over :func:`id_dropout_fields`; a field whose rate is 0 is kept (the table of
         what was measured), and ``rates`` goes to ``ModelConfig.id_dropout``.
     """
-    spec = spec or DatasetSpec.load(dataset_dir)
+    dataset = as_prepared(dataset_dir)
+    spec = spec or dataset.spec
     names = id_dropout_fields(spec)
-    train = oov_shares(dataset_dir, "train", spec, names)
-    valid = oov_shares(dataset_dir, "valid", spec, names)
+    train = oov_shares(dataset, "train", spec, names)
+    valid = oov_shares(dataset, "valid", spec, names)
     rates = {n: floor_rate(train[n]) if valid[n] > train[n] else 0.0 for n in names}
     return {"rates": rates, "train_oov": train, "valid_oov": valid}

@@ -6,31 +6,37 @@ high-throughput order: list files -> interleave TFRecordDataset -> shuffle examp
 Evaluation input (``training=False``) reads the files one after the other instead of
 interleaving them, so that its examples come in exactly the order of
 :func:`read_columns`, against whose labels the predictions are scored.
+
+Every reader takes a prepared dataset either as a :class:`feseq_tf.dataset.PreparedDataset`
+(its spec and file lists read once, as a training run does) or as its directory.
 """
 
 from __future__ import annotations
 
-import glob
-import os
 import warnings
 
 import numpy as np
 import tensorflow as tf
 
-from feseq_tf.schema import GROUP_KEY, ORACLE_KEY, SPLITS, DatasetSpec
+from feseq_tf.dataset import PreparedDataset, as_prepared, list_split_files
+from feseq_tf.schema import GROUP_KEY, ORACLE_KEY, DatasetSpec
 
 
-def split_files(dataset_dir: str, split: str) -> list[str]:
-    """Sorted TFRecord shard paths of one split."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
-    files = sorted(glob.glob(os.path.join(dataset_dir, split, "*.tfrecord")))
-    if not files:
-        raise FileNotFoundError(
-            f"No TFRecord shards for split {split!r} under {dataset_dir!r}: "
-            "prepare the dataset first."
-        )
-    return files
+def split_files(dataset_dir: str | PreparedDataset, split: str) -> list[str]:
+    """Sorted TFRecord shard paths of one split (at least one).
+
+    Args:
+        dataset_dir: str or PreparedDataset. A prepared dataset or its directory (listed
+            now; the object's lists were made when it was opened).
+        split: str. ``"train"``, ``"valid"`` or ``"test"``.
+
+    Raises:
+        ValueError: an unknown split.
+        FileNotFoundError: the split has no shards.
+    """
+    if isinstance(dataset_dir, PreparedDataset):
+        return dataset_dir.split_files(split)
+    return list(list_split_files(dataset_dir, split, required=True))
 
 
 def _model_dtypes(spec: DatasetSpec) -> dict[str, tf.DType]:
@@ -61,7 +67,7 @@ def _parser(spec: DatasetSpec):
 
 
 def make_dataset(
-    dataset_dir: str,
+    dataset_dir: str | PreparedDataset,
     split: str,
     batch_size: int,
     *,
@@ -76,13 +82,14 @@ def make_dataset(
     """Batches of ``(features, label)`` from a prepared dataset.
 
     Args:
-        dataset_dir: str. A prepared dataset directory (see docs/data_format.md).
+        dataset_dir: str or PreparedDataset. A prepared dataset, or its directory (see
+            docs/data_format.md).
         split: str. ``"train"``, ``"valid"`` or ``"test"``.
         batch_size: int. Examples per batch.
         training: bool. Shuffle shards and examples (seeded by ``seed``). Defaults to False,
             in which case examples come in file order, so predictions line up with
             :func:`read_columns`.
-        spec: DatasetSpec. Defaults to the directory's ``dataset_spec.json``.
+        spec: DatasetSpec. Defaults to the dataset's (its ``dataset_spec.json``).
         seed: int. Shuffle seed.
         shuffle_buffer: int. Example shuffle buffer size.
         drop_remainder: bool. Drop the last partial batch (fixed shapes).
@@ -96,8 +103,9 @@ def make_dataset(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    spec = spec or DatasetSpec.load(dataset_dir)
-    files = split_files(dataset_dir, split)
+    dataset = as_prepared(dataset_dir)
+    spec = spec or dataset.spec
+    files = dataset.split_files(split)
     if training:
         ds = tf.data.Dataset.from_tensor_slices(files)
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -137,7 +145,7 @@ def epoch_seed(seed: int, epoch):
 
 
 def make_training_stream(
-    dataset_dir: str,
+    dataset_dir: str | PreparedDataset,
     batch_size: int,
     *,
     spec: DatasetSpec | None = None,
@@ -156,9 +164,9 @@ def make_training_stream(
     ``steps_per_epoch = ceil(examples / batch_size)`` (see :func:`steps_per_epoch`).
 
     Args:
-        dataset_dir: str. A prepared dataset directory.
+        dataset_dir: str or PreparedDataset. A prepared dataset, or its directory.
         batch_size: int. Examples per batch (per input pipeline).
-        spec: DatasetSpec. Defaults to the directory's ``dataset_spec.json``.
+        spec: DatasetSpec. Defaults to the dataset's (its ``dataset_spec.json``).
         seed: int. The run's seed.
         start_epoch: int. The first epoch of the stream (the epoch a resumed run restarts).
         shuffle_buffer: int. Example shuffle buffer size.
@@ -173,8 +181,9 @@ def make_training_stream(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0:
         raise ValueError(f"start_epoch must be a non-negative integer, got {start_epoch!r}.")
-    spec = spec or DatasetSpec.load(dataset_dir)
-    files, by_example = shard_files(split_files(dataset_dir, "train"), shard_index, shard_count)
+    dataset = as_prepared(dataset_dir)
+    spec = spec or dataset.spec
+    files, by_example = shard_files(dataset.split_files("train"), shard_index, shard_count)
     parse = _parser(spec)
     file_tensor = tf.constant(files)
     n_files = len(files)
@@ -224,18 +233,14 @@ def steps_per_epoch(examples: int, batch_size: int) -> int:
     return -(-examples // batch_size)
 
 
-def count_examples(dataset_dir: str, split: str) -> int:
-    """Examples of a split: from the spec when it records them, else counted once."""
-    spec = DatasetSpec.load(dataset_dir)
-    n = spec.split_sizes.get(split)
-    if n:
-        return int(n)
-    ds = tf.data.TFRecordDataset(split_files(dataset_dir, split))
-    return int(ds.reduce(tf.constant(0, tf.int64), lambda c, _: c + 1).numpy())
+def count_examples(dataset_dir: str | PreparedDataset, split: str) -> int:
+    """Examples of a split: from the spec when it records them, else counted once
+    (:meth:`feseq_tf.dataset.PreparedDataset.examples`)."""
+    return as_prepared(dataset_dir).examples(split)
 
 
 def read_columns(
-    dataset_dir: str,
+    dataset_dir: str | PreparedDataset,
     split: str,
     names: list[str] | None = None,
     *,
@@ -245,10 +250,21 @@ def read_columns(
     """Whole columns of a split as NumPy arrays, in file order.
 
     Args:
+        dataset_dir: str or PreparedDataset. A prepared dataset, or its directory.
+        split: str. ``"train"``, ``"valid"`` or ``"test"``.
         names: feature names to read; defaults to the label, ``group_id`` and, when the
             dataset has one, ``oracle_prob``.
+        spec: DatasetSpec. Defaults to the dataset's.
+        batch_size: int. Records parsed at a time.
+
+    Returns:
+        ``{name: array}`` over the whole split.
+
+    Raises:
+        KeyError: a name that is not a record feature.
     """
-    spec = spec or DatasetSpec.load(dataset_dir)
+    dataset = as_prepared(dataset_dir)
+    spec = spec or dataset.spec
     full = spec.tfrecord_features(with_label=True)
     if names is None:
         names = [spec.label, GROUP_KEY] + ([ORACLE_KEY] if spec.has_oracle else [])
@@ -256,7 +272,7 @@ def read_columns(
     if missing:
         raise KeyError(f"Unknown record features {missing}; known: {sorted(full)}.")
     parse_spec = {n: full[n] for n in names}
-    ds = tf.data.TFRecordDataset(split_files(dataset_dir, split))
+    ds = tf.data.TFRecordDataset(dataset.split_files(split))
     ds = ds.batch(batch_size).map(
         lambda s: tf.io.parse_example(s, parse_spec), num_parallel_calls=tf.data.AUTOTUNE
     )

@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feseq_tf import cli
+
+if TYPE_CHECKING:
+    from feseq_tf.dataset import PreparedDataset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +57,7 @@ def load_model(path: str) -> Any:
 
 def evaluate_model(
     model: Any,
-    dataset_dir: str,
+    dataset_dir: str | PreparedDataset,
     split: str = "test",
     batch_size: int = 8192,
 ) -> dict[str, float]:
@@ -64,7 +67,8 @@ def evaluate_model(
     Args:
         model: keras.Model or str. A model, or a training output directory or ``.keras``
             file (:func:`load_model`).
-        dataset_dir: str. The prepared dataset directory the model was trained on.
+        dataset_dir: str or PreparedDataset. The prepared dataset the model was trained
+            on (:class:`feseq_tf.dataset.PreparedDataset`), or its directory.
         split: str. ``"train"``, ``"valid"`` or ``"test"``. Defaults to ``"test"``.
         batch_size: int. Prediction batch size. Defaults to 8192.
 
@@ -77,26 +81,23 @@ def evaluate_model(
             dataset.
         FileNotFoundError: no model or no prepared dataset at the given path.
     """
-    from feseq_tf.schema import SPEC_FILE, SPLITS, DatasetSpec
+    from feseq_tf.dataset import as_prepared
+    from feseq_tf.schema import SPLITS
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if not os.path.exists(os.path.join(dataset_dir, SPEC_FILE)):
-        raise FileNotFoundError(
-            f"{dataset_dir} is not a prepared dataset directory (no {SPEC_FILE})."
-        )
+    dataset = as_prepared(dataset_dir)  # FileNotFoundError without a dataset_spec.json
     if isinstance(model, (str, os.PathLike)):
         model = load_model(os.fspath(model))
     from feseq_tf import training
 
-    spec = DatasetSpec.load(dataset_dir)
     try:  # a model built without feedback reads the dataset without it
-        spec = spec.model_view(getattr(model, "spec", None))
+        spec = dataset.spec.model_view(getattr(model, "spec", None))
     except ValueError as err:
         raise ValueError(f"{err} Evaluate it on the dataset it was trained on.") from None
-    return training.evaluate_split(model, dataset_dir, split, batch_size, spec)
+    return training.evaluate_split(model, dataset, split, batch_size, spec)
 
 
 @cli.command

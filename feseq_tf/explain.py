@@ -45,6 +45,7 @@ import keras
 import numpy as np
 
 from feseq_tf.config import ModelConfig
+from feseq_tf.dataset import PreparedDataset, as_prepared
 from feseq_tf.schema import DatasetSpec
 from feseq_tf.tensorboard_plugin.metadata import MatrixInfo
 
@@ -279,9 +280,21 @@ def pair_attention(
 
 # ---- the probe batch -------------------------------------------------------------------
 def probe_batch(
-    dataset_dir: str, split: str = "valid", probe_size: int = 512, spec: DatasetSpec | None = None
+    dataset_dir: str | PreparedDataset,
+    split: str = "valid",
+    probe_size: int = 512,
+    spec: DatasetSpec | None = None,
 ) -> dict[str, np.ndarray]:
     """The first ``probe_size`` examples of a split, as model inputs (NumPy arrays).
+
+    Args:
+        dataset_dir: str or PreparedDataset. A prepared dataset, or its directory.
+        split: str. ``"train"``, ``"valid"`` or ``"test"``. Defaults to ``"valid"``.
+        probe_size: int. Examples in the batch. Defaults to 512.
+        spec: DatasetSpec or None. The model's spec. Defaults to the dataset's.
+
+    Returns:
+        ``{input name: array}`` of up to ``probe_size`` examples.
 
     Raises:
         ValueError: if ``probe_size`` < 1 or the split is empty.
@@ -290,8 +303,11 @@ def probe_batch(
         raise ValueError(f"probe_size must be >= 1, got {probe_size}.")
     from feseq_tf.data import make_dataset
 
-    spec = spec or DatasetSpec.load(dataset_dir)
-    ds = make_dataset(dataset_dir, split, probe_size, spec=spec)
+    dataset = as_prepared(dataset_dir)
+    spec = spec or dataset.spec
+    ds = make_dataset(dataset, split, probe_size, spec=spec)
     for features, _ in ds.take(1):
         return {name: value.numpy() for name, value in features.items()}
-    raise ValueError(f"Split {split!r} of {dataset_dir!r} has no examples for a probe batch.")
+    raise ValueError(
+        f"Split {split!r} of {dataset.directory!r} has no examples for a probe batch."
+    )

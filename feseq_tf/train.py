@@ -34,6 +34,7 @@ from feseq_tf.config import (
     load_config_file,
     preset,
 )
+from feseq_tf.dataset import PreparedDataset, as_prepared
 from feseq_tf.schema import SPEC_FILE, DatasetSpec
 
 DEFAULT_DATA_DIR = "data"
@@ -305,7 +306,7 @@ def prepare_dataset(
 
 def run(
     config: ExperimentConfig,
-    dataset_dir: str,
+    dataset_dir: str | PreparedDataset,
     output_dir: str = DEFAULT_OUTPUT_DIR,
     *,
     attention_summaries: bool = True,
@@ -322,7 +323,10 @@ def run(
     Args:
         config: ExperimentConfig. Model name, architecture and training settings (see
             :func:`resolve_config`).
-        dataset_dir: str. A prepared dataset directory (see :func:`prepare_dataset`).
+        dataset_dir: str or PreparedDataset. A prepared dataset directory (see
+            :func:`prepare_dataset`), or the dataset opened from it
+            (:meth:`feseq_tf.dataset.PreparedDataset.open`). A directory is opened once
+            here; the run hands the opened dataset to everything that reads the data.
         output_dir: str. Where ``metrics.json``, ``config.json``, ``model.keras``, the
             spec and vocabularies, TensorBoard logs and the export go. An interrupted
             run in it resumes unless ``overwrite``.
@@ -340,7 +344,9 @@ def run(
         The metrics written to ``metrics.json``: test and valid metrics, per-epoch
         history, best epoch, throughput, precision and XLA settings.
     """
-    if not os.path.exists(os.path.join(dataset_dir, SPEC_FILE)):
+    if not isinstance(dataset_dir, PreparedDataset) and not os.path.exists(
+        os.path.join(dataset_dir, SPEC_FILE)
+    ):
         raise UsageError(f"{dataset_dir} is not a prepared dataset directory (no {SPEC_FILE}).")
     if isinstance(attention_every, bool) or not isinstance(attention_every, int) or attention_every < 1:
         raise UsageError(f"attention_every must be a positive integer, got {attention_every!r}.")
@@ -359,10 +365,12 @@ def run(
         from feseq_tf.training import barrier
 
         barrier(strategy)  # workers look for a backup only once the chief has removed it
+    # dataset_spec.json is read and the split files are listed here, once for the run.
+    dataset = as_prepared(dataset_dir)
     # The chief writes the run directory; other workers write to a temporary one.
     out = output_dir if chief else tempfile.mkdtemp(prefix="feseq-worker-")
     try:
-        return _run(config, dataset_dir, output_dir, out, strategy, chief,
+        return _run(config, dataset, output_dir, out, strategy, chief,
                     attention_summaries=attention_summaries, attention_every=attention_every,
                     export=export, export_dir=export_dir, deterministic=deterministic,
                     callbacks=callbacks, verbose=verbose)
@@ -371,7 +379,9 @@ def run(
             shutil.rmtree(out, ignore_errors=True)
 
 
-def _resolve_id_dropout(config: ExperimentConfig, dataset_dir: str, spec: DatasetSpec) -> ModelConfig:
+def _resolve_id_dropout(
+    config: ExperimentConfig, dataset: PreparedDataset, spec: DatasetSpec
+) -> ModelConfig:
     """The model config with ``id_dropout="auto"`` replaced by the data's rates.
 
     The rates are printed; ``config.json`` keeps ``"auto"`` and the saved model holds
@@ -382,7 +392,7 @@ def _resolve_id_dropout(config: ExperimentConfig, dataset_dir: str, spec: Datase
         return model_config
     from feseq_tf.cold_start import id_dropout_rates
 
-    found = id_dropout_rates(dataset_dir, spec)
+    found = id_dropout_rates(dataset, spec)
     shares = ", ".join(
         f"{name} {rate:g} (OOV {found['train_oov'][name]:.3f} of train, {found['valid_oov'][name]:.3f} of valid)"
         for name, rate in found["rates"].items()
@@ -391,7 +401,7 @@ def _resolve_id_dropout(config: ExperimentConfig, dataset_dir: str, spec: Datase
     return dataclasses.replace(model_config, id_dropout=found["rates"])
 
 
-def _run(config, dataset_dir, shared_dir, out, strategy, chief, *, attention_summaries,
+def _run(config, dataset, shared_dir, out, strategy, chief, *, attention_summaries,
          attention_every, export, export_dir, deterministic, callbacks, verbose) -> dict[str, Any]:
     """:func:`run` once the strategy exists: ``out`` is this process's directory."""
     config.save(os.path.join(out, "config.json"))
@@ -405,14 +415,15 @@ def _run(config, dataset_dir, shared_dir, out, strategy, chief, *, attention_sum
     policy = training.resolve_precision(config.train.mixed_precision)
     keras.mixed_precision.set_global_policy(policy)
     jit = training.resolve_jit(config.train.jit_compile)
-    spec = DatasetSpec.load(dataset_dir)
+    spec = dataset.spec
     dataset_name = config.dataset
     # The run directory is self-contained: spec and vocabularies travel with the model.
-    shutil.copy(os.path.join(dataset_dir, SPEC_FILE), os.path.join(out, SPEC_FILE))
-    if os.path.isdir(os.path.join(dataset_dir, "vocab")):
-        shutil.copytree(os.path.join(dataset_dir, "vocab"), os.path.join(out, "vocab"), dirs_exist_ok=True)
+    shutil.copy(os.path.join(dataset.directory, SPEC_FILE), os.path.join(out, SPEC_FILE))
+    vocab_dir = os.path.join(dataset.directory, "vocab")
+    if os.path.isdir(vocab_dir):
+        shutil.copytree(vocab_dir, os.path.join(out, "vocab"), dirs_exist_ok=True)
     print(
-        f"dataset {dataset_name} at {dataset_dir}: {spec.split_sizes}; "
+        f"dataset {dataset_name} at {dataset.directory}: {spec.split_sizes}; "
         f"precision {policy}, XLA {'on' if jit else 'off'}; "
         f"{type(strategy).__name__} over {strategy.num_replicas_in_sync} replica(s)"
         + ("" if chief else " (worker: writes nothing)"),
@@ -422,7 +433,7 @@ def _run(config, dataset_dir, shared_dir, out, strategy, chief, *, attention_sum
     start = time.time()
     try:
         model_name = config.model_name
-        model_config = _resolve_id_dropout(config, dataset_dir, spec)
+        model_config = _resolve_id_dropout(config, dataset, spec)
         with strategy.scope():
             model = build_model(model_name, spec, model_config, name=model_name)
         print(f"model {model_name}: {model.count_params():,} parameters", flush=True)
@@ -433,11 +444,11 @@ def _run(config, dataset_dir, shared_dir, out, strategy, chief, *, attention_sum
             from feseq_tf.callbacks import SUMMARY_SUBDIR, AttentionSummaries
 
             extra.append(AttentionSummaries.from_dataset(
-                dataset_dir, os.path.join(out, "logs", SUMMARY_SUBDIR), spec=model.spec,
+                dataset, os.path.join(out, "logs", SUMMARY_SUBDIR), spec=model.spec,
                 every=attention_every,
             ))
         result = training.fit(
-            model, dataset_dir, out, config, jit=jit, verbose=verbose, extra_callbacks=extra,
+            model, dataset, out, config, jit=jit, verbose=verbose, extra_callbacks=extra,
             strategy=strategy, shared_dir=shared_dir, write=chief,
         )
         if not chief:  # the chief evaluates, saves and exports; wait for it to finish
@@ -445,8 +456,8 @@ def _run(config, dataset_dir, shared_dir, out, strategy, chief, *, attention_sum
             return {"model": model_name, "chief": False, "history": result["history"],
                     "best_epoch": result["best_epoch"], "replicas": result["replicas"]}
         eval_spec = model.spec
-        test = training.evaluate_split(model, dataset_dir, "test", config.train.eval_batch_size, eval_spec)
-        valid = training.evaluate_split(model, dataset_dir, "valid", config.train.eval_batch_size, eval_spec)
+        test = training.evaluate_split(model, dataset, "test", config.train.eval_batch_size, eval_spec)
+        valid = training.evaluate_split(model, dataset, "valid", config.train.eval_batch_size, eval_spec)
         model.save(os.path.join(out, "model.keras"))
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -461,7 +472,7 @@ def _run(config, dataset_dir, shared_dir, out, strategy, chief, *, attention_sum
     metrics = {
         "model": model_name,
         "dataset": dataset_name,
-        "dataset_dir": os.path.abspath(dataset_dir),
+        "dataset_dir": os.path.abspath(dataset.directory),
         "test": test,
         "valid": valid,
         "best_epoch": result["best_epoch"],

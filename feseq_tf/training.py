@@ -30,6 +30,7 @@ from feseq_tf.data import (
     read_columns,
     steps_per_epoch,
 )
+from feseq_tf.dataset import PreparedDataset, as_prepared
 from feseq_tf.optimizers import DeduplicatedAdam
 from feseq_tf.redraw import RedrawEmbeddings
 from feseq_tf.schema import GROUP_KEY, ORACLE_KEY, DatasetSpec
@@ -91,11 +92,28 @@ def set_seed(seed: int, deterministic: bool = False) -> None:
 
 # ---- prediction and metrics ---------------------------------------------------------------
 def predict_split(
-    model: keras.Model, dataset_dir: str, split: str, batch_size: int, spec: DatasetSpec | None = None
+    model: keras.Model,
+    dataset_dir: str | PreparedDataset,
+    split: str,
+    batch_size: int,
+    spec: DatasetSpec | None = None,
 ) -> np.ndarray:
+    """The model's click probabilities over a whole split, in :func:`read_columns` order.
+
+    Args:
+        model: keras.Model. The model.
+        dataset_dir: str or PreparedDataset. A prepared dataset, or its directory.
+        split: str. ``"train"``, ``"valid"`` or ``"test"``.
+        batch_size: int. Prediction batch size.
+        spec: DatasetSpec or None. Defaults to the dataset's.
+
+    Returns:
+        float64 probabilities ``[examples]``.
+    """
+    dataset = as_prepared(dataset_dir)
     # A model built without feedback does not take the dataset's feedback columns.
-    spec = (spec or DatasetSpec.load(dataset_dir)).model_view(getattr(model, "spec", None))
-    ds = make_dataset(dataset_dir, split, batch_size, spec=spec).map(lambda x, y: x)
+    spec = (spec or dataset.spec).model_view(getattr(model, "spec", None))
+    ds = make_dataset(dataset, split, batch_size, spec=spec).map(lambda x, y: x)
     if not _multi_worker(model):
         return np.asarray(model.predict(ds, verbose=0), dtype=np.float64).reshape(-1)
     # Under several workers model.predict would split the split among them; every worker
@@ -122,12 +140,28 @@ def is_multi_worker(strategy: tf.distribute.Strategy | None) -> bool:
 
 
 def evaluate_split(
-    model: keras.Model, dataset_dir: str, split: str, batch_size: int, spec: DatasetSpec | None = None
+    model: keras.Model,
+    dataset_dir: str | PreparedDataset,
+    split: str,
+    batch_size: int,
+    spec: DatasetSpec | None = None,
 ) -> dict[str, float]:
-    """Exact AUC, gAUC and logloss (plus oracle AUC and captured lift when known)."""
-    spec = spec or DatasetSpec.load(dataset_dir)
-    probs = predict_split(model, dataset_dir, split, batch_size, spec)
-    cols = read_columns(dataset_dir, split, spec=spec)
+    """Exact AUC, gAUC and logloss (plus oracle AUC and captured lift when known).
+
+    Args:
+        model: keras.Model. The model.
+        dataset_dir: str or PreparedDataset. A prepared dataset, or its directory.
+        split: str. ``"train"``, ``"valid"`` or ``"test"``.
+        batch_size: int. Prediction batch size.
+        spec: DatasetSpec or None. Defaults to the dataset's.
+
+    Returns:
+        The metrics of :func:`feseq_tf.metrics.evaluate_predictions` over the whole split.
+    """
+    dataset = as_prepared(dataset_dir)
+    spec = spec or dataset.spec
+    probs = predict_split(model, dataset, split, batch_size, spec)
+    cols = read_columns(dataset, split, spec=spec)
     return metrics_lib.evaluate_predictions(
         cols[spec.label],
         probs,
@@ -173,22 +207,24 @@ class ExactValidation(keras.callbacks.Callback):
     on the mean of their AUCs (equal up to float noise), so they stop at the same epoch.
     """
 
-    def __init__(self, dataset_dir: str, output_dir: str, batch_size: int, patience: int,
+    def __init__(self, dataset_dir: str | PreparedDataset, output_dir: str, batch_size: int,
+                 patience: int,
                  resume: bool = False, spec: DatasetSpec | None = None, *,
                  start_epoch: int = 0, write: bool = True, warmup_epochs: int = 0):
         super().__init__()
         if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be an integer >= 0, got {warmup_epochs!r}.")
         self.warmup_epochs = warmup_epochs
-        self.dataset_dir = dataset_dir
+        self.dataset = as_prepared(dataset_dir)
+        self.dataset_dir = self.dataset.directory
         self.output_dir = output_dir
         self.batch_size = batch_size
         self.patience = patience
         self.resume = resume
         self.start_epoch = start_epoch
         self.write = write
-        self.spec = spec or DatasetSpec.load(dataset_dir)
-        self._cols = read_columns(dataset_dir, "valid", spec=self.spec)
+        self.spec = spec or self.dataset.spec
+        self._cols = read_columns(self.dataset, "valid", spec=self.spec)
         self.best_auc = -np.inf
         self.best_epoch = -1
         self.wait = 0
@@ -226,7 +262,7 @@ class ExactValidation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         start = time.time()
-        probs = predict_split(self.model, self.dataset_dir, "valid", self.batch_size, self.spec)
+        probs = predict_split(self.model, self.dataset, "valid", self.batch_size, self.spec)
         m = metrics_lib.evaluate_predictions(
             self._cols[self.spec.label], probs, groups=self._cols[GROUP_KEY]
         )
@@ -381,7 +417,7 @@ def global_batch_size(train: TrainConfig, replicas: int) -> int:
 
 def fit(
     model: keras.Model,
-    dataset_dir: str,
+    dataset_dir: str | PreparedDataset,
     output_dir: str,
     config: ExperimentConfig,
     *,
@@ -400,6 +436,8 @@ def fit(
     determinism, ends exactly like an uninterrupted run.
 
     Args:
+        dataset_dir: str or PreparedDataset. A prepared dataset (opened once by the
+            caller, see :class:`feseq_tf.dataset.PreparedDataset`), or its directory.
         shared_dir: str or None. Where the backup, best weights and validation state
             live (the chief's output directory; shared by all workers). Defaults to
             ``output_dir``.
@@ -411,7 +449,8 @@ def fit(
     train = config.train
     strategy = strategy or tf.distribute.get_strategy()
     shared_dir = shared_dir or output_dir
-    spec = model.spec if hasattr(model, "spec") else DatasetSpec.load(dataset_dir)
+    dataset = as_prepared(dataset_dir)
+    spec = model.spec if hasattr(model, "spec") else dataset.spec
     os.makedirs(output_dir, exist_ok=True)
     backup_dir = os.path.join(shared_dir, "backup")
     start_epoch = backup_epoch(backup_dir)
@@ -423,11 +462,11 @@ def fit(
     with strategy.scope():
         compile_model(model, train, jit, replicas=replicas)
 
-    steps = steps_per_epoch(count_examples(dataset_dir, "train"), batch)
+    steps = steps_per_epoch(count_examples(dataset, "train"), batch)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         def per_worker(context: tf.distribute.InputContext) -> tf.data.Dataset:
             return make_training_stream(
-                dataset_dir, context.get_per_replica_batch_size(batch), spec=spec,
+                dataset, context.get_per_replica_batch_size(batch), spec=spec,
                 seed=train.seed, start_epoch=start_epoch, shuffle_buffer=train.shuffle_buffer,
                 shard_index=context.input_pipeline_id, shard_count=context.num_input_pipelines,
             )
@@ -435,10 +474,10 @@ def fit(
         train_ds = strategy.distribute_datasets_from_function(per_worker)
     else:
         train_ds = make_training_stream(
-            dataset_dir, batch, spec=spec, seed=train.seed, start_epoch=start_epoch,
+            dataset, batch, spec=spec, seed=train.seed, start_epoch=start_epoch,
             shuffle_buffer=train.shuffle_buffer,
         )
-    validation = ExactValidation(dataset_dir, shared_dir, train.eval_batch_size, train.patience,
+    validation = ExactValidation(dataset, shared_dir, train.eval_batch_size, train.patience,
                                  resume=resume, spec=spec, start_epoch=start_epoch, write=write,
                                  warmup_epochs=selection_warmup(train, config.model_name))
     timer = _Throughput()
