@@ -81,8 +81,8 @@ def _matmul_flops(op) -> int:
         equation = op.get_attr("equation").decode()
         operands, _ = equation.split("->")
         sizes: dict[str, int] = {}
-        for letters, t in zip(operands.split(","), op.inputs):
-            sizes.update(zip(letters, tuple(t.shape)))
+        for letters, t in zip(operands.split(","), op.inputs, strict=True):
+            sizes.update(zip(letters, tuple(t.shape), strict=True))
         return 2 * int(np.prod(list(sizes.values()), dtype=np.int64))
     return 0
 

@@ -25,11 +25,39 @@ PAPER_ARCHITECTURE: dict[str, Any] = {
     "target_in_output": False,
     "wide": False,
     "history_match": False,
-    "history_match_counts": False,
-    "history_summary": False,
-    "history_relevance": False,
-    "share_target_embedding": False,
 }
+#: Options that measured no gain on any data and were removed (docs, "Results:
+#: options beyond the paper"), each with the value it had by default. A saved config
+#: that names one at that value loads as before; any other value is refused.
+REMOVED_OPTIONS: dict[str, dict[str, Any]] = {
+    "model": {
+        "share_target_embedding": False,
+        "history_match_counts": False,
+        "history_summary": False,
+        "history_relevance": False,
+        "wide_learning_rate_multiplier": 1.0,
+    },
+    "train": {"redraw_wide": True},
+}
+
+
+def without_removed_options(data: Any, section: str) -> Any:
+    """``data`` (a ``model`` or ``train`` mapping) without the removed options it names at
+    their old default value.
+
+    Raises:
+        ValueError: it sets a removed option to another value (the message names it).
+    """
+    if not isinstance(data, dict):
+        return data
+    removed = REMOVED_OPTIONS[section]
+    for name in set(data) & set(removed):
+        if data[name] != removed[name]:
+            raise ValueError(
+                f"{section}.{name} was removed (it measured no gain on any data); this "
+                f"config sets it to {data[name]!r}: drop the key to load it."
+            )
+    return {k: v for k, v in data.items() if k not in removed}
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -89,10 +117,6 @@ class ModelConfig:
         embedding_dim: int. d, the field embedding size (Table 11 sweeps it).
         input_interaction_layers: int. M, AutoInt layers over all fields (0 = "w/o Int").
         target_interaction_layers: int. N, AutoInt layers over the target item fields.
-        share_target_embedding: bool. Embed the target item's fields for the pooling
-            query with the input tables that also embed the history (False = the paper's
-            separate output embedding table). With ``embedding_l2`` > 0 the query lookup
-            adds its own penalty term, so the target's rows count twice in the L2.
         interaction_heads: int. Heads of the interacting layers (paper: 1).
         nonseq_in_interaction: bool. Broadcast the non-sequential fields into the
             interacting layer (False = "w/o Non-seq Feats", Table 5).
@@ -119,35 +143,10 @@ class ModelConfig:
             categorical fields equal the target's (:class:`feseq_tf.layers.HistoryMatch`);
             the paper has none (False). FESeq, and DIN, BST and DMR (one more field of
             every history entry and of the target); the other models have no history.
-        history_match_counts: bool. Also feed the output MLP, for every categorical
-            field of the history, how many real history entries equal the target's value
-            (divided by ``max_len``). Softmax pooling returns a weighted mean, in which
-            how many entries are relevant is normalised away (DIN keeps its attention
-            weights unnormalised for that reason); the counts state it. The paper has
-            none (False). FESeq only.
-        history_summary: bool. Also feed a summary of the history that does not depend
-            on the target to the output MLP: the mean of the refined history positions
-            (with ``causal`` the target never reaches them), as DMR feeds its user
-            vector; the paper pools the history only with the target as the query
-            (False). FESeq only.
-        history_relevance: bool. Also feed the output MLP the sum of the attention
-            pooling's scores over the real history positions, divided by ``max_len``:
-            how strongly the history as a whole matches the target, which the softmax
-            normalises away, as DMR's item-to-item relevance. Needs
-            ``pooling="attention"``; the paper has none (False). FESeq only.
         wide: bool. Add a linear (one-hot, logistic-regression) term of the target-side
             fields to the output logit, as Wide & Deep does, so per-id main effects need
             not pass through the attention; the paper has none (False). FESeq and every
             deep baseline (:class:`feseq_tf.models.output.OutputHead`).
-        wide_learning_rate_multiplier: float > 0. The wide term's weights learn this many
-            times faster than the rest of the model (Wide & Deep trains its wide part
-            with an optimizer of its own for the same reason: a one-hot weight gets a
-            gradient only from the batches its id appears in, so at the deep part's
-            learning rate it is still far from its fit when the deep part has
-            converged). Implemented by reparametrisation, ``w = m * v`` with ``v`` the
-            trained variable, so it holds for any optimizer that scales its step to the
-            gradient's size (Adam, AdamW); the initial ``w`` and its L2 penalty are
-            unchanged. 1 = no multiplier. Read with ``wide`` only.
         id_dropout: float in [0, 1), ``{field: rate}`` or ``"auto"``. In training,
             replace each known value of the non-sequential categorical fields (the
             user and context fields) by the OOV id with this probability
@@ -170,7 +169,6 @@ class ModelConfig:
     embedding_dim: int = 16
     input_interaction_layers: int = 2
     target_interaction_layers: int = 2
-    share_target_embedding: bool = False
     interaction_heads: int = 1
     nonseq_in_interaction: bool = True
     use_history: bool = True
@@ -188,11 +186,7 @@ class ModelConfig:
     pooling_hidden: int = 128
     target_in_output: bool = False
     wide: bool = False
-    wide_learning_rate_multiplier: float = 1.0
     history_match: bool = False
-    history_match_counts: bool = False
-    history_summary: bool = False
-    history_relevance: bool = False
     id_dropout: float | str | dict[str, float] = 0.0
     mlp_units: list[int] = dataclasses.field(default_factory=lambda: [1024, 512, 256])
     dropout: float = 0.1
@@ -212,18 +206,9 @@ class ModelConfig:
         _check_choice("pooling", self.pooling, POOLING_TYPES)
         _check_choice("attention", self.attention, ATTENTION_TYPES)
         _check_choice("time_combine", self.time_combine, TIME_COMBINE)
-        if self.history_relevance and self.pooling != "attention":
-            raise ValueError(
-                "history_relevance sums the attention pooling's scores and needs "
-                f"pooling='attention', got pooling={self.pooling!r}."
-            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}.")
         self.id_dropout = _check_id_dropout(self.id_dropout)
-        m = self.wide_learning_rate_multiplier
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not m > 0:
-            raise ValueError(f"wide_learning_rate_multiplier must be a number > 0, got {m!r}.")
-        self.wide_learning_rate_multiplier = float(m)
         if not self.embedding_stddev > 0:
             raise ValueError(f"embedding_stddev must be > 0, got {self.embedding_stddev!r}.")
         if self.embedding_l2 < 0:
@@ -231,6 +216,13 @@ class ModelConfig:
         self.mlp_units = list(self.mlp_units)
         for u in self.mlp_units:
             _check_positive("mlp_units[...]", u)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ModelConfig:
+        """The config from a mapping (a saved config, a model's ``get_config``): unknown
+        keys are refused; a removed option at its old default is dropped
+        (:func:`without_removed_options`)."""
+        return strict_from_dict(cls, without_removed_options(d, "model"), where="model config")
 
 
 @dataclasses.dataclass
@@ -260,9 +252,6 @@ class TrainConfig:
             presets; ignored by the logistic regression, which is embeddings only. With it
             early stopping never picks the first epoch
             (:func:`feseq_tf.training.selection_warmup`).
-        redraw_wide: bool. With ``redraw_embeddings``, also re-draw the per-id weights
-            of FESeq's wide term (True); False keeps them across epochs, as the logistic
-            regression keeps its own.
     """
 
     learning_rate: float = 1e-3
@@ -278,7 +267,6 @@ class TrainConfig:
     batch_size_scope: str = "global"
     scale_learning_rate: bool = False
     redraw_embeddings: bool = False
-    redraw_wide: bool = True
 
     def __post_init__(self) -> None:
         if not self.learning_rate > 0:
@@ -293,8 +281,6 @@ class TrainConfig:
             raise ValueError(f"scale_learning_rate must be true or false, got {self.scale_learning_rate!r}.")
         if not isinstance(self.redraw_embeddings, bool):
             raise ValueError(f"redraw_embeddings must be true or false, got {self.redraw_embeddings!r}.")
-        if not isinstance(self.redraw_wide, bool):
-            raise ValueError(f"redraw_wide must be true or false, got {self.redraw_wide!r}.")
 
 
 @dataclasses.dataclass
@@ -321,8 +307,10 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExperimentConfig:
         check_keys(cls, d, where="experiment config")
-        model = strict_from_dict(ModelConfig, d.get("model", {}), where="model config")
-        train = strict_from_dict(TrainConfig, d.get("train", {}), where="train config")
+        model = ModelConfig.from_dict(d.get("model", {}))
+        train = strict_from_dict(
+            TrainConfig, without_removed_options(d.get("train", {}), "train"), where="train config"
+        )
         return cls(**{**d, "model": model, "train": train})
 
     def override(self, d: dict[str, Any]) -> ExperimentConfig:

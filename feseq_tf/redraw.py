@@ -42,7 +42,6 @@ import numpy as np
 from feseq_tf.data import epoch_seed
 from feseq_tf.layers.embedding import FieldEmbedding
 from feseq_tf.layers.initializers import derive_seed, with_seed
-from feseq_tf.models.output import wide_tables_of
 
 #: Optimizer slot lists indexed like the trainable variables (Keras 3's Adam, AdamW).
 _SLOT_LISTS = ("_momentums", "_velocities", "_velocity_hats")
@@ -60,20 +59,13 @@ def _fresh_values(layer: FieldEmbedding, seed: int) -> np.ndarray:
     return keras.ops.convert_to_numpy(init(tuple(var.shape), dtype=var.dtype))
 
 
-def wide_tables(model: keras.Model) -> list[FieldEmbedding]:
-    """The per-id weight tables of ``model``'s wide (linear) term, if it has one."""
-    return wide_tables_of(model)
-
-
-def redraw_embeddings(model: keras.Model, seed: int, epoch: int, wide: bool = True) -> int:
+def redraw_embeddings(model: keras.Model, seed: int, epoch: int) -> int:
     """Re-draw every embedding table of ``model`` and zero its optimizer slots.
 
     Args:
         model: keras.Model. A built model (compiled, if its optimizer slots should be reset).
         seed: int. The run's seed.
         epoch: int. The epoch about to start (0-based); with ``seed`` it decides the draw.
-        wide: bool. Also re-draw the per-id weights of the wide term (FESeq's ``wide``);
-            False keeps them, as the logistic regression keeps its own. Defaults to True.
 
     Returns:
         The number of tables re-drawn.
@@ -81,9 +73,6 @@ def redraw_embeddings(model: keras.Model, seed: int, epoch: int, wide: bool = Tr
     optimizer = getattr(model, "optimizer", None)
     built = optimizer is not None and getattr(optimizer, "built", False)
     tables = embedding_tables(model)
-    if not wide:
-        kept = {id(layer) for layer in wide_tables(model)}
-        tables = [layer for layer in tables if id(layer) not in kept]
     for layer in tables:
         var = layer.embeddings
         var.assign(_fresh_values(layer, derive_seed(epoch_seed(seed, epoch), var.path)))
@@ -104,18 +93,16 @@ class RedrawEmbeddings(keras.callbacks.Callback):
     Args:
         seed: int. The run's seed (the draws are keyed to it and the epoch).
         verbose: bool. Print one line per re-draw. Defaults to True.
-        wide: bool. Also re-draw the wide term's per-id weights. Defaults to True.
     """
 
-    def __init__(self, seed: int, verbose: bool = True, wide: bool = True) -> None:
+    def __init__(self, seed: int, verbose: bool = True) -> None:
         super().__init__()
         self.seed = seed
         self.verbose = verbose
-        self.wide = wide
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         if epoch == 0:
             return
-        n = redraw_embeddings(self.model, self.seed, epoch, wide=self.wide)
+        n = redraw_embeddings(self.model, self.seed, epoch)
         if self.verbose:
             print(f"epoch {epoch + 1}: re-drew {n} embedding tables", flush=True)

@@ -485,7 +485,7 @@ def fit(
     # epoch, and the resumed validation drops what it had recorded for it.
     callbacks = [EpochSeeds(train.seed), timer, validation, _Backup(backup_dir, write=write)]
     if redraws_embeddings(train, config.model_name):
-        callbacks.insert(1, RedrawEmbeddings(train.seed, verbose=write, wide=train.redraw_wide))
+        callbacks.insert(1, RedrawEmbeddings(train.seed, verbose=write))
     elif train.redraw_embeddings:
         print("note: redraw_embeddings ignored for lr (it has nothing but its "
               "per-id weights to carry across epochs)", flush=True)

@@ -72,17 +72,24 @@ def test_suites_hold_the_papers_variants_as_valid_configs():
         "din_attention": ("attention", "din"),
         "no_scale": ("attention_scale", False),
         "no_history": ("use_history", False),
+    }
+    extra_inputs = {  # without each on the synthetic preset, with each on the recipe
         "no_match": ("history_match", False),
         "no_wide": ("wide", False),
         "no_target_in_output": ("target_in_output", False),
-        "with_summary": ("history_summary", True),
-        "with_counts": ("history_match_counts", True),
-        "with_relevance": ("history_relevance", True),
+        "with_match": ("history_match", True),
+        "with_wide": ("wide", True),
+        "with_target_in_output": ("target_in_output", True),
     }
-    assert set(ablations) == set(expected)
+    assert set(ablations) == set(expected) | set(extra_inputs)
     for name, (field, value) in expected.items():
         model = ablations[name].model
         assert getattr(model, field) == value != getattr(full, field), name
+    resolved = _resolved("ablations")
+    for name, (field, value) in extra_inputs.items():
+        assert getattr(ablations[name].model, field) == value, name
+        same = benchmark.training_key(resolved[name]) == benchmark.training_key(resolved["full"])
+        assert same == (value == getattr(full, field)), name  # a row equal to full shares it
     depth = _feseq_variants("depth")
     pairs = {
         (c.model.input_interaction_layers, c.model.target_interaction_layers)

@@ -344,10 +344,9 @@ def hashed_parity_setup(tmp_path_factory):
     records = _records(dataset_dir)
     np.testing.assert_array_equal(records[spec.time_field], raw_times)
     # with id dropout, which must not reach the serving signature (training only), and
-    # the three options beyond the paper that the recipe leaves off
+    # the three inputs beyond the paper that the recipe leaves off
     config = ModelConfig(embedding_dim=4, mlp_units=[16], pooling_hidden=16, transformer_heads=2,
-                         id_dropout=0.5, history_match_counts=True, history_summary=True,
-                         history_relevance=True)
+                         id_dropout=0.5, history_match=True, wide=True, target_in_output=True)
     model = FESeq(spec, config)
     assert any(layer.name.startswith("id_dropout_") for layer in model.layers)
     return _perturbed_export(model, spec, os.path.join(dataset_dir, "vocab"),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from feseq_tf.config import ModelConfig
-from feseq_tf.models.feseq import FESeq, match_counts
+from feseq_tf.models.feseq import FESeq
 from feseq_tf.schema import DatasetSpec, FieldSpec
 from feseq_tf.testing import random_features
 
@@ -154,12 +154,8 @@ ABLATIONS = {
     "no_history": dict(use_history=False),
     "depth_3_1": dict(input_interaction_layers=3, target_interaction_layers=1),
     "layer_norm": dict(transformer_layer_norm=True),
-    "shared_target_embedding": dict(share_target_embedding=True),
-    "history_summary": dict(history_summary=True),
-    "history_match_counts": dict(history_match_counts=True),
-    "history_match_and_counts": dict(history_match=True, history_match_counts=True),
-    "history_relevance": dict(history_relevance=True),
-    "history_relevance_din": dict(history_relevance=True, attention="din"),
+    "history_match": dict(history_match=True),
+    "wide_and_target_in_output": dict(wide=True, target_in_output=True),
 }
 
 
@@ -216,38 +212,6 @@ def _table_paths(model: keras.Model) -> set[str]:
     return {w.path for w in model.weights if "embedding" in w.path and w.path.endswith("embeddings")}
 
 
-def test_shared_target_embedding_queries_with_the_history_tables(spec, tmp_path):
-    keras.utils.set_random_seed(0)
-    separate = FESeq(spec, tiny_config())
-    shared = FESeq(spec, tiny_config(share_target_embedding=True))
-    output_tables = {p for p in _table_paths(separate) if "output_embedding" in p}
-    assert len(output_tables) == 3  # item_id, category and the numeric rank
-    assert not any("output_embedding" in p for p in _table_paths(shared))
-    item_rows = sum(f.vocab_size for f in spec.target_item_fields if f.is_categorical)
-    item_numeric = sum(not f.is_categorical for f in spec.target_item_fields)
-    assert separate.count_params() - shared.count_params() == 4 * (item_rows + item_numeric)
-
-    # The query reads the input table: changing a row of it that only the target item
-    # uses (not the history) moves the shared model's pooling attention.
-    randomize_weights(shared)
-    x = tiny_batch(spec)
-    x["item_id"][:] = 10
-    x["item_id_list"] = np.where(x["item_id_list"] == 10, 9, x["item_id_list"]).astype("int32")
-    table = next(w for w in shared.weights if w.path.endswith("embeddings") and "item_id" in w.path)
-    before = shared.attention_model().predict(x, verbose=0)["pooling_attention"]
-    values = table.numpy()
-    values[10] = -values[10]
-    table.assign(values)
-    after = shared.attention_model().predict(x, verbose=0)["pooling_attention"]
-    assert np.abs(after - before)[1].max() > 1e-4  # row 1: full history
-
-    path = os.path.join(tmp_path, "shared.keras")
-    shared.save(path)
-    loaded = keras.saving.load_model(path)
-    assert loaded.config.share_target_embedding is True
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), shared.predict(x, verbose=0), rtol=1e-6)
-
-
 def _logit(p):
     p = np.asarray(p, "float64")
     return np.log(p / (1 - p))
@@ -270,47 +234,8 @@ def test_wide_term_adds_one_weight_per_id_to_the_logit(spec):
 
 
 def _wide_weights(model, field="item_id"):
-    """The effective wide weights w = m * v of one field."""
-    m = model.config.wide_learning_rate_multiplier
-    return m * keras.ops.convert_to_numpy(model.get_layer(f"wide_{field}").embeddings)[:, 0]
-
-
-def test_wide_learning_rate_multiplier_starts_alike_and_moves_m_times_faster(spec, tmp_path):
-    x = tiny_batch(spec)
-    y = (np.arange(len(x["hist_len"])) % 2).astype("float32")[:, None]
-    models, before, steps = {}, {}, {}
-    for m in (1.0, 5.0):
-        keras.utils.set_random_seed(4)  # same draws: w = m * v must start equal
-        model = FESeq(spec, tiny_config(wide=True, wide_learning_rate_multiplier=m))
-        models[m], before[m] = model, _wide_weights(model)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
-    np.testing.assert_allclose(before[5.0], before[1.0], rtol=1e-5)
-    np.testing.assert_allclose(
-        models[5.0].predict(x, verbose=0), models[1.0].predict(x, verbose=0), rtol=1e-5
-    )
-    for m, model in models.items():
-        model.train_on_batch(x, y)
-        steps[m] = _wide_weights(model) - before[m]
-    used = np.unique(x["item_id"])
-    unused = np.setdiff1d(np.arange(len(before[1.0])), used)
-    # Adam's first step is lr * g / (|g| + eps) per used row, i.e. lr * sign(g) unless the
-    # row's gradients cancel to ~eps: lr for w itself, m * lr for w = m * v.
-    clear = used[np.abs(steps[1.0][used]) > 0.5e-3]
-    assert len(clear) >= 3, steps[1.0][used]
-    np.testing.assert_allclose(np.abs(steps[1.0][clear]), 1e-3, rtol=1e-2)
-    np.testing.assert_allclose(steps[5.0][clear], 5.0 * steps[1.0][clear], rtol=1e-2)
-    np.testing.assert_allclose(steps[5.0][unused], 0.0, atol=1e-9)
-    path = str(tmp_path / "wide.keras")
-    models[5.0].save(path)
-    loaded = keras.saving.load_model(path)
-    assert loaded.config.wide_learning_rate_multiplier == 5.0
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), models[5.0].predict(x, verbose=0), rtol=1e-6)
-
-
-@pytest.mark.parametrize("bad", [0, -1.0, True, "10"])
-def test_wide_learning_rate_multiplier_must_be_a_positive_number(bad):
-    with pytest.raises(ValueError, match="wide_learning_rate_multiplier"):
-        ModelConfig(wide_learning_rate_multiplier=bad)
+    """The wide weights of one field."""
+    return keras.ops.convert_to_numpy(model.get_layer(f"wide_{field}").embeddings)[:, 0]
 
 
 @pytest.mark.parametrize("target_in_output", [False, True])
@@ -350,92 +275,31 @@ def test_id_dropout_must_be_a_probability(bad):
         tiny_config(id_dropout=bad)
 
 
-def test_history_summary_is_the_users_history_alone(spec):
-    # The summary pools the refined history positions: the causal mask keeps the
-    # target out of them, padding never enters, and an empty history gives zeros.
-    keras.utils.set_random_seed(3)
-    model = FESeq(spec, tiny_config(history_summary=True))
-    randomize_weights(model)
-    summary = keras.Model(model.inputs, model.get_layer("history_summary").output)
-    x = tiny_batch(spec)
-    s = keras.ops.convert_to_numpy(summary(x, training=False))
-    empty = x["hist_len"] == 0
-    assert empty[0] and not empty[1]
-    assert np.all(s[empty] == 0) and np.all(np.abs(s[~empty]).sum(axis=1) > 0)
-    other_target = dict(x, item_id=(x["item_id"] % 9) + 1, category=(x["category"] % 4) + 1)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(summary(other_target, training=False)), s, rtol=1e-6, atol=1e-7)
-    assert not np.allclose(model.predict(other_target, verbose=0), model.predict(x, verbose=0))
-    other_history = dict(x, item_id_list=x["item_id_list"].copy())
-    other_history["item_id_list"][1, -1] = (x["item_id_list"][1, -1] % 9) + 1  # row 1: full history
-    t = keras.ops.convert_to_numpy(summary(other_history, training=False))
-    assert not np.allclose(t[1], s[1])
-    np.testing.assert_allclose(np.delete(t, 1, 0), np.delete(s, 1, 0), rtol=1e-6, atol=1e-7)
+
+# ---- options removed for measuring no gain: old saved configs --------------------------------
+@pytest.mark.parametrize("name, old_default", [
+    ("history_summary", False), ("history_match_counts", False), ("history_relevance", False),
+    ("share_target_embedding", False), ("wide_learning_rate_multiplier", 1.0),
+])
+def test_a_saved_model_naming_a_removed_option_at_its_default_loads(spec, name, old_default):
+    from feseq_tf.config import ExperimentConfig
+
+    model = FESeq(spec, tiny_config())
+    old = model.get_config()
+    old["config"] = {**old["config"], name: old_default}  # as a model saved before wrote it
+    loaded = FESeq.from_config(old)
+    assert loaded.config == model.config
+    assert ExperimentConfig.from_dict({"model": {name: old_default}}).model == ModelConfig()
+    other = True if isinstance(old_default, bool) else 5.0
+    with pytest.raises(ValueError, match=f"model.{name} was removed"):
+        FESeq.from_config({**old, "config": {**old["config"], name: other}})
+    with pytest.raises(ValueError, match=f"model.{name} was removed"):
+        ExperimentConfig.from_dict({"model": {name: other}})
 
 
-def test_history_summary_widens_the_mlp_input_by_one_refined_position(spec):
-    with_summary = FESeq(spec, tiny_config(history_summary=True))
-    plain = FESeq(spec, tiny_config())
-    assert "history_summary" not in {layer.name for layer in plain.layers}
-    width = with_summary.get_layer("history_summary").output.shape[-1]
-    pooled, _ = with_summary.get_layer("sequence_pooling").output
-    assert width == pooled.shape[-1]
+def test_a_saved_run_config_naming_redraw_wide_at_its_default_loads():
+    from feseq_tf.config import ExperimentConfig
 
-    def mlp_inputs(m):
-        return m.get_layer("mlp_dense_0").kernel.shape[0]
-
-    assert mlp_inputs(with_summary) == mlp_inputs(plain) + width
-
-
-def test_match_counts_count_the_real_history_entries_equal_to_the_target():
-    # Two rows, T = 4 (3 history entries, the target last), 2 fields.
-    ids = np.array(
-        [
-            [[5, 1], [5, 2], [3, 2], [5, 2]],  # field 0: 2 of 3 match; field 1: 2 of 3
-            [[5, 2], [5, 2], [4, 2], [5, 2]],  # first entry is padding: 1 and 2 match
-        ],
-        "int32",
-    )
-    mask = np.array([[True, True, True, True], [False, True, True, True]])
-    counts = keras.ops.convert_to_numpy(match_counts(ids, mask, 3, "float32"))
-    np.testing.assert_allclose(counts, [[2 / 3, 2 / 3], [1 / 3, 2 / 3]])
-
-
-def test_history_match_counts_feed_the_mlp_one_number_per_categorical_field(spec):
-    keras.utils.set_random_seed(4)
-    with_counts = FESeq(spec, tiny_config(history_match_counts=True))
-    plain = FESeq(spec, tiny_config())
-    categorical = [f for f in spec.sequential_fields if f.is_categorical]
-    assert len(categorical) == 3
-
-    def mlp_inputs(m):
-        return m.get_layer("mlp_dense_0").kernel.shape[0]
-
-    assert mlp_inputs(with_counts) == mlp_inputs(plain) + len(categorical)
-
-
-def test_history_relevance_feeds_the_mlp_the_poolings_score_of_the_history(spec):
-    keras.utils.set_random_seed(5)
-    model = FESeq(spec, tiny_config(history_relevance=True))
-    plain = FESeq(spec, tiny_config())
-
-    def mlp_inputs(m):
-        return m.get_layer("mlp_dense_0").kernel.shape[0]
-
-    assert mlp_inputs(model) == mlp_inputs(plain) + 1
-    randomize_weights(model)
-    pooled, _, relevance = model.get_layer("sequence_pooling").output
-    score = keras.Model(model.inputs, relevance)
-    x = tiny_batch(spec)
-    r = keras.ops.convert_to_numpy(score(x, training=False))
-    empty = x["hist_len"] == 0
-    assert empty[0] and not empty[1]
-    np.testing.assert_array_equal(r[empty], 0.0)  # no history, nothing to match
-    assert np.all(r[~empty] != 0.0)
-    other_target = dict(x, item_id=(x["item_id"] % 9) + 1, category=(x["category"] % 4) + 1)
-    assert not np.allclose(keras.ops.convert_to_numpy(score(other_target, training=False))[~empty], r[~empty])
-
-
-@pytest.mark.parametrize("pooling", ["mean", "target"])
-def test_history_relevance_needs_attention_pooling(pooling):
-    with pytest.raises(ValueError, match="history_relevance.*pooling='attention'"):
-        tiny_config(history_relevance=True, pooling=pooling)
+    assert ExperimentConfig.from_dict({"train": {"redraw_wide": True}}).train.redraw_embeddings is False
+    with pytest.raises(ValueError, match="train.redraw_wide was removed"):
+        ExperimentConfig.from_dict({"train": {"redraw_wide": False}})

@@ -12,7 +12,7 @@ from feseq_tf.config import ModelConfig, TrainConfig
 from feseq_tf.layers.embedding import FieldEmbedding
 from feseq_tf.models import build_model
 from feseq_tf.optimizers import DeduplicatedAdam
-from feseq_tf.redraw import RedrawEmbeddings, embedding_tables, redraw_embeddings, wide_tables
+from feseq_tf.redraw import RedrawEmbeddings, embedding_tables, redraw_embeddings
 from feseq_tf.testing import random_features
 from tests.test_initialization import spec_with_equal_tables
 
@@ -101,47 +101,6 @@ def test_callback_skips_the_first_epoch_and_redraws_from_the_second():
     assert not np.allclose(keras.ops.convert_to_numpy(table), before)
 
 
-def test_redraw_keeps_the_wide_terms_weights_and_their_slots_when_asked():
-    model = _trained_model()
-    wide = wide_tables(model)
-    spec = model.spec
-    assert [t.name for t in wide] == [f"wide_{f.name}" for f in spec.fields if f.is_categorical]
-    assert {t.output_dim for t in wide} == {1}
-    wide_paths = {t.embeddings.path for t in wide}
-    deep = [t for t in embedding_tables(model) if t.embeddings.path not in wide_paths]
-    assert deep and len(deep) + len(wide) == len(embedding_tables(model))
-    before = _values(model.weights)
-    slots_before = {t.embeddings.path: _slots(model, t.embeddings) for t in wide}
-
-    assert redraw_embeddings(model, seed=7, epoch=1, wide=False) == len(deep)
-
-    after = _values(model.weights)
-    for t in wide:
-        path = t.embeddings.path
-        np.testing.assert_array_equal(after[path], before[path], err_msg=path)
-        for new, old in zip(_slots(model, t.embeddings), slots_before[path], strict=True):
-            np.testing.assert_array_equal(new, old, err_msg=path)
-            assert np.abs(new).max() > 0
-    for t in deep:
-        assert not np.allclose(after[t.embeddings.path], before[t.embeddings.path])
-        assert all(np.abs(s).max() == 0 for s in _slots(model, t.embeddings))
-    # The callback passes the choice on.
-    callback = RedrawEmbeddings(seed=7, verbose=False, wide=False)
-    callback.set_model(model)
-    callback.on_epoch_begin(2)
-    for t in wide:
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(t.embeddings), after[t.embeddings.path])
-    assert not np.allclose(keras.ops.convert_to_numpy(deep[0].embeddings), after[deep[0].embeddings.path])
-
-
-def test_a_model_without_a_wide_term_has_no_wide_tables():
-    keras.utils.set_random_seed(0)
-    spec = spec_with_equal_tables()
-    config = ModelConfig(embedding_dim=4, transformer_heads=2, pooling_hidden=8, mlp_units=[8])
-    assert wide_tables(build_model("feseq", spec, config)) == []
-    assert wide_tables(build_model("din", spec, config)) == []
-
-
 def test_redraw_without_an_optimizer_redraws_the_tables_only():
     keras.utils.set_random_seed(0)
     layer = FieldEmbedding(6, 3, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05))
@@ -155,8 +114,6 @@ def test_redraw_embeddings_must_be_a_bool():
     assert TrainConfig().redraw_embeddings is False  # off in the paper presets
     with pytest.raises(ValueError, match="redraw_embeddings must be true or false"):
         TrainConfig(redraw_embeddings="yes")
-    with pytest.raises(ValueError, match="redraw_wide must be true or false"):
-        TrainConfig(redraw_wide=1)
 
 
 # ---- early stopping with re-drawn embeddings: the first epoch is never the best --------------

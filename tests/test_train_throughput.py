@@ -59,14 +59,12 @@ def test_linear_yardstick_design_is_one_hot_of_every_target_side_field(tiny_trai
 
     spec = DatasetSpec.load(tiny_trained_run.dataset_dir)
     x, y, groups = linear_yardstick._design(tiny_trained_run.dataset_dir, spec, "valid")
-    assert x.shape == (len(y), sum(f.vocab_size if f.is_categorical else 1 for f in spec.fields))
-    categorical = [f for f in spec.fields if f.is_categorical and not f.history_only]
-    onehot_cols = np.concatenate([
-        np.arange(start, start + f.vocab_size)
-        for f, start in zip(spec.fields, np.cumsum([0] + [
-            f.vocab_size if f.is_categorical else 1 for f in spec.fields]))
-        if f in categorical
-    ])
+    widths = [f.vocab_size if f.is_categorical else 1 for f in spec.fields]
+    assert x.shape == (len(y), sum(widths))
+    starts = np.cumsum([0] + widths[:-1])
+    categorical = [i for i, f in enumerate(spec.fields) if f.is_categorical and not f.history_only]
+    onehot_cols = np.concatenate([np.arange(starts[i], starts[i] + widths[i]) for i in categorical])
+    # every categorical target value is one 1 in its own block
     np.testing.assert_array_equal(x[:, onehot_cols].sum(axis=1).A.ravel(), len(categorical))
     assert len(groups) == len(y) and set(np.unique(y)) <= {0, 1}
 

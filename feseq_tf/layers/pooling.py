@@ -41,18 +41,12 @@ class _SequencePooling(keras.layers.Layer):
         padding_mask=None,
         training=None,
         return_attention_scores=False,
-        return_relevance=False,
     ):
         shape = tuple(keys.shape)
         outputs = keras.KerasTensor(self.compute_output_shape(None, shape), self.compute_dtype)
-        if not (return_attention_scores or return_relevance):
+        if not return_attention_scores:
             return outputs
-        outputs = [outputs]
-        if return_attention_scores:
-            outputs.append(keras.KerasTensor(shape[:2], dtype=self.compute_dtype))
-        if return_relevance:
-            outputs.append(keras.KerasTensor((shape[0], 1), dtype="float32"))
-        return tuple(outputs)
+        return outputs, keras.KerasTensor(shape[:2], dtype=self.compute_dtype)
 
 
 def _real(keys: Any, padding_mask: Any) -> Any:
@@ -101,15 +95,10 @@ class BilinearAttentionPooling(_SequencePooling):
         padding_mask: bool tensor `[B, T]`, True = real. Defaults to all real.
         training: bool. Dropout and Dice use training behaviour when true.
         return_attention_scores: bool. Also return alpha. Defaults to False.
-        return_relevance: bool. Also return, in float32 `[B, 1]`, the sum of the
-            scores g(q, K_t) over the real positions but the last (the history; the
-            target is the last position) divided by T - 1: how strongly the history
-            as a whole matches the query, which the softmax normalises away (DMR's
-            item-to-item relevance). Defaults to False.
 
     Returns:
-        Tensor `[B, output_units]`, or the tuple of it and what was asked for, in the
-        order `(pooled, weights [B, T], relevance [B, 1])`.
+        Tensor `[B, output_units]`, or `(pooled, weights [B, T])` with
+        `return_attention_scores`.
 
     Example:
         >>> layer = BilinearAttentionPooling(hidden_units=8)
@@ -222,7 +211,6 @@ class BilinearAttentionPooling(_SequencePooling):
         padding_mask=None,
         training=None,
         return_attention_scores=False,
-        return_relevance=False,
     ):
         q = self._query_act(self._dropout(self._query(query), training=training))
         k = self._key_act(self._dropout(self._key(keys), training=training))
@@ -238,15 +226,7 @@ class BilinearAttentionPooling(_SequencePooling):
         mask = None if padding_mask is None else ops.cast(padding_mask, "bool")
         weights = ops.cast(self._softmax(logits, mask=mask), v.dtype)  # [B, T], 0 on padding
         pooled = self._output_act(self._output(ops.einsum("bt,bth->bh", weights, v)))
-        outputs = [pooled]
-        if return_attention_scores:
-            outputs.append(weights)
-        if return_relevance:  # DMR's item-to-item relevance, before the softmax normalises
-            real = ops.cast(_real(keys, padding_mask)[:, :-1], "float32")  # the history
-            total = ops.sum(ops.cast(logits[:, :-1], "float32") * real, axis=-1, keepdims=True)
-            history_len = ops.maximum(ops.cast(ops.shape(keys)[1] - 1, "float32"), 1.0)
-            outputs.append(total / history_len)
-        return tuple(outputs) if len(outputs) > 1 else pooled
+        return (pooled, weights) if return_attention_scores else pooled
 
     @property
     def _din(self) -> list[keras.layers.Layer]:

@@ -56,7 +56,7 @@ def model_spec_and_config(
     if config is None:
         config = ModelConfig()
     elif not isinstance(config, ModelConfig):
-        config = ModelConfig(**config)
+        config = ModelConfig.from_dict(config)
     return (spec if config.use_feedback else spec.without_feedback()), config
 
 

@@ -11,21 +11,14 @@ is the last position), F = 23 fields, d = 16, model_dim = F*d + 2d = 400.
 3. Sequence refiner: fields flattened to [B, T, F*d], positional (reverse time order)
    and linear time-interval embeddings, one causal Transformer layer, eq. 4-8.
 4. Target item interacting layer: N AutoInt layers over the target item's fields from a
-   separate output embedding table (or, with ``share_target_embedding``, the input
-   tables) -> e_out.
+   separate output embedding table -> e_out.
 5. Sequence pooling: scaled bilinear attention with e_out as the query, eq. 9-12.
 6. Output: concat(pooled, non-sequential embeddings) -> MLP (LeakyReLU, dropout) -> sigmoid.
    Options beyond the paper, off by default: ``target_in_output`` also feeds the
    target item's representation to the MLP (as DIN does), ``wide`` adds a linear one-hot
    term of the target-side fields to the logit (as Wide & Deep does),
    ``history_match`` adds one field to every position stating which of its categorical
-   fields equal the target's (:class:`~feseq_tf.layers.HistoryMatch`),
-   ``history_match_counts`` feeds the MLP how many history entries equal the target in
-   each categorical field, and
-   ``history_summary`` also feeds the MLP the mean of the refined history positions, a
-   summary of the user that does not depend on the target (as DMR's user vector), and
-   ``history_relevance`` the pooling's attention scores summed over the history (as
-   DMR's item-to-item relevance).
+   fields equal the target's (:class:`~feseq_tf.layers.HistoryMatch`).
 
 The model never compiles itself; losses other than the embedding L2 (which the
 embedding tables add with ``add_loss`` on the distinct rows each batch uses) live in
@@ -68,31 +61,10 @@ ATTENTION_OUTPUTS = (
 )
 
 
-def compared_fields_of(spec: DatasetSpec, config: ModelConfig) -> tuple:
-    """The categorical history fields compared with the target, by :class:`HistoryMatch`
-    or by the match counts (none unless one of ``config.history_match`` and
-    ``config.history_match_counts`` is on, and a history)."""
-    if not ((config.history_match or config.history_match_counts) and config.use_history):
-        return ()
-    return match_fields(spec)
-
-
 def match_fields_of(spec: DatasetSpec, config: ModelConfig) -> tuple:
     """The categorical history fields :class:`HistoryMatch` compares with the target
     (none unless ``config.history_match`` and a history)."""
-    return compared_fields_of(spec, config) if config.history_match else ()
-
-
-def match_counts(ids: Any, padding_mask: Any, max_len: int, dtype: str) -> Any:
-    """How many real history entries equal the target, per field, over ``max_len``.
-
-    ``ids`` int [B, T, n] (the target last), ``padding_mask`` bool [B, T]; returns
-    [B, n] in ``dtype``.
-    """
-    match = ops.logical_and(
-        ops.equal(ids[:, :-1], ids[:, -1:]), ops.cast(padding_mask, "bool")[:, :-1, None]
-    )
-    return ops.cast(ops.sum(ops.cast(match, "float32"), axis=1) / float(max_len), dtype)
+    return match_fields(spec) if config.history_match and config.use_history else ()
 
 
 @keras.saving.register_keras_serializable(package="feseq_tf")
@@ -126,12 +98,9 @@ class FESeq(SpecModel):
         input_tables = embedding_tables(spec.fields, config)
         # The target item's own embedding and interacting layers only feed attention pooling.
         uses_query = config.pooling == "attention"
-        if not uses_query:
-            output_tables = {}
-        elif config.share_target_embedding:  # the history's own tables embed the query
-            output_tables = {f.name: input_tables[f.name] for f in item_fields}
-        else:
-            output_tables = embedding_tables(item_fields, config, prefix="output_embedding")
+        output_tables = (
+            embedding_tables(item_fields, config, prefix="output_embedding") if uses_query else {}
+        )
         sequence_features = SequenceFeatures(
             spec.max_len, spec.time_unit, use_history=config.use_history, name="sequence_features"
         )
@@ -144,9 +113,9 @@ class FESeq(SpecModel):
             for i in range(config.target_interaction_layers if uses_query else 0)
         ]
         num_fields = len(seq_fields) + (len(nonseq_fields) if config.nonseq_in_interaction else 0)
-        match_fields = match_fields_of(spec, config)
+        compared = match_fields_of(spec, config)
         history_match = None
-        if match_fields:  # one more field: which fields of each position equal the target's
+        if compared:  # one more field: which fields of each position equal the target's
             history_match = HistoryMatch(d, name="history_match")
             num_fields += 1
         refiner = TimeAwareTransformer(
@@ -175,9 +144,6 @@ class FESeq(SpecModel):
             pooling = MeanPooling(name="sequence_pooling")
         else:
             pooling = TargetPooling(name="sequence_pooling")
-        summary = None
-        if config.history_summary and config.use_history:  # target-independent user summary
-            summary = MeanPooling(name="history_summary")
         output = OutputHead(spec, config)  # the MLP, the head and the optional wide term
 
         # ---- functional model --------------------------------------------------------------
@@ -205,10 +171,8 @@ class FESeq(SpecModel):
             ns = ops.stack(nonseq_emb, axis=1)  # [B, n_ns, d]
             ns = ops.repeat(ops.expand_dims(ns, 1), T, axis=1)  # [B, T, n_ns, d]
             fields = [ns] + fields
-        compared = compared_fields_of(spec, config)
-        if compared:  # ids of the fields compared with the target's, one stack for both uses
+        if history_match is not None:  # ids of the fields compared with the target's
             compared_ids = ops.stack([sequence_of(f) for f in compared], axis=-1)  # [B, T, n]
-        if history_match is not None:
             fields.append(ops.expand_dims(history_match(compared_ids, padding_mask), 2))
         e_in = ops.concatenate(fields, axis=2)  # [B, T, F, d]
 
@@ -226,23 +190,11 @@ class FESeq(SpecModel):
             for layer in target_interaction:
                 e_out, attention["target_field_attention"] = layer(e_out, return_attention_scores=True)
             query = ops.reshape(e_out, (-1, len(item_fields) * d))
-        relevance = config.history_relevance and config.use_history
-        pooling_outputs = pooling(
-            query,
-            refined,
-            padding_mask=padding_mask,
-            return_attention_scores=True,
-            **({"return_relevance": True} if relevance else {}),
+        pooled, attention["pooling_attention"] = pooling(
+            query, refined, padding_mask=padding_mask, return_attention_scores=True
         )
-        pooled, attention["pooling_attention"] = pooling_outputs[:2]
 
         parts = [pooled]
-        if relevance:  # how strongly the whole history matches the target
-            parts.append(ops.cast(pooling_outputs[2], pooled.dtype))
-        if compared and config.history_match_counts:  # how many history entries match
-            parts.append(match_counts(compared_ids, padding_mask, spec.max_len, pooled.dtype))
-        if summary is not None:  # the history positions only (the target is the last)
-            parts.append(summary(None, refined[:, :-1], padding_mask=padding_mask[:, :-1]))
         if config.target_in_output:
             if query is not None:
                 parts.append(query)

@@ -19,19 +19,11 @@ from feseq_tf.models.common import SpecModel, build_inputs, model_spec_and_confi
 from feseq_tf.schema import HIST_LEN, DatasetSpec, FieldSpec
 
 
-def weight_table(
-    field: FieldSpec, config: ModelConfig, prefix: str, multiplier: float = 1.0
-) -> keras.layers.Layer:
-    """One weight per id (a 1-wide table: one-hot times weights), or per numeric field.
-
-    With ``multiplier`` m the table holds ``v = w / m`` (initialiser and L2 rescaled so
-    that ``w = m * v`` starts and is penalised as without it): the caller multiplies
-    the table's output by m, and the weights then learn m times faster under Adam.
-    """
+def weight_table(field: FieldSpec, config: ModelConfig, prefix: str) -> keras.layers.Layer:
+    """One weight per id (a 1-wide table: one-hot times weights), or per numeric field."""
     name = f"{prefix}_{field.name}"
-    stddev = config.embedding_stddev / multiplier
-    init = clone_initializer(keras.initializers.RandomNormal(stddev=stddev), name)
-    l2 = config.embedding_l2 * multiplier**2
+    init = clone_initializer(keras.initializers.RandomNormal(stddev=config.embedding_stddev), name)
+    l2 = config.embedding_l2
     if field.is_categorical:
         return FieldEmbedding(
             field.vocab_size,
@@ -53,11 +45,9 @@ def history_mean(terms: Any, hist_len: Any, max_len: int) -> Any:
     return ops.sum(terms * weight, axis=1) / ops.maximum(ops.sum(weight, axis=1), 1.0)
 
 
-def one_hot_tables(
-    spec: DatasetSpec, config: ModelConfig, prefix: str, multiplier: float = 1.0
-) -> dict[str, Any]:
+def one_hot_tables(spec: DatasetSpec, config: ModelConfig, prefix: str) -> dict[str, Any]:
     """One weight table (:func:`weight_table`) per field of ``spec``, named ``<prefix>_<field>``."""
-    return {f.name: weight_table(f, config, prefix, multiplier) for f in spec.fields}
+    return {f.name: weight_table(f, config, prefix) for f in spec.fields}
 
 
 def one_hot_terms(tables: dict[str, Any], inputs: dict[str, Any], spec: DatasetSpec) -> list:

@@ -33,9 +33,8 @@ class OutputHead:
 
     Args:
         spec: DatasetSpec. The fields of the wide term.
-        config: ModelConfig. Reads ``mlp_units``, ``dropout``, ``wide`` and
-            ``wide_learning_rate_multiplier`` (and the embedding settings of the wide
-            tables).
+        config: ModelConfig. Reads ``mlp_units``, ``dropout`` and ``wide`` (and the
+            embedding settings of the wide tables).
 
     Call arguments:
         x: tensor [B, D]. The MLP input.
@@ -48,10 +47,9 @@ class OutputHead:
     def __init__(self, spec: DatasetSpec, config: ModelConfig) -> None:
         self.spec = spec
         *self.mlp, head = output_mlp(config)
-        self.multiplier = config.wide_learning_rate_multiplier
         self.wide_tables: dict[str, Any] = {}
         if config.wide:  # the deep part gives a logit; the bias lives in the output layer
-            self.wide_tables = one_hot_tables(spec, config, WIDE_PREFIX, self.multiplier)
+            self.wide_tables = one_hot_tables(spec, config, WIDE_PREFIX)
             head = keras.layers.Dense(1, use_bias=False, dtype="float32", name="deep_logit")
             self.wide_output = LogisticOutput(dtype="float32", name="probability")
         self.head = head
@@ -71,18 +69,8 @@ class OutputHead:
             keras.ops.concatenate([keras.ops.cast(t, "float32") for t in terms], -1),
             -1, keepdims=True,
         )
-        if self.multiplier != 1.0:  # w = m * v: the wide weights learn m times faster
-            wide_logit = wide_logit * self.multiplier
         return self.wide_output(keras.ops.cast(self.head(hidden), "float32") + wide_logit)
 
     def __call__(self, x: Any, inputs: dict[str, Any]) -> Any:
         return self.probability(self.hidden(x), inputs)
 
-
-def wide_tables_of(model: keras.Model) -> list[keras.layers.Layer]:
-    """The per-id weight tables of ``model``'s wide term (empty without ``wide``)."""
-    spec = getattr(model, "spec", None)
-    if spec is None:
-        return []
-    names = {f"{WIDE_PREFIX}_{f.name}" for f in spec.fields if f.is_categorical}
-    return [layer for layer in model.layers if layer.name in names]

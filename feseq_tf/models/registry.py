@@ -47,6 +47,6 @@ def build_model(
         raise ValueError(f"model_name must be one of {MODELS}, got {model_name!r}.")
     if model_name == PAPER_MODEL:
         check_paper_architecture(
-            model_config if isinstance(model_config, ModelConfig) else ModelConfig(**(model_config or {}))
+            model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(model_config or {})
         )
     return _CLASSES[model_name](spec, model_config, name=name or model_name)

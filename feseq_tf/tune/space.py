@@ -46,17 +46,10 @@ pooling_hidden            {16, 32, 64, 128}                  d_h: the paper uses
 input_interaction_layers  {1, 2, 3}                          the paper's M is 2; 0 is
                                                              the "w/o Int" ablation, not
                                                              a setting to tune
-history_match, wide,      {True, False}                      FESeq's options beyond the
-target_in_output                                             paper (on in the recipe):
+history_match, wide,      {True, False}                      FESeq's inputs beyond the
+target_in_output                                             paper (off in the recipe):
                                                              whether a dataset rewards
                                                              them is an empirical matter
-wide_learning_rate_       log-uniform [1, 100]               how much faster the wide
-multiplier                                                   term's one-hot weights
-                                                             learn than the deep part:
-                                                             1 = the same rate; a
-                                                             linear model alone fits
-                                                             best around 10x the deep
-                                                             part's 1e-3; multiplicative
 redraw_embeddings         {True, False}                      re-draw the id embeddings
                                                              every epoch (on in the
                                                              recipe): it turns the
@@ -148,7 +141,6 @@ SEARCH_SPACE: dict[str, FloatRange | Choices] = {
     "input_interaction_layers": Choices((1, 2, 3)),
     "history_match": Choices((True, False)),
     "wide": Choices((True, False)),
-    "wide_learning_rate_multiplier": FloatRange(1.0, 100.0, log=True),
     "target_in_output": Choices((True, False)),
     "redraw_embeddings": Choices((True, False)),
     "id_dropout": Choices((0.0, 0.1, 0.2, 0.3, "auto")),
@@ -171,14 +163,15 @@ _SHARED = (
 MODEL_PARAMS: dict[str, tuple[str, ...]] = {
     "feseq": (
         *_SHARED, "pooling_hidden", "input_interaction_layers", "history_match", "wide",
-        "wide_learning_rate_multiplier", "target_in_output",
+        "target_in_output",
     ),
-    "deepfm": _SHARED,
-    "autoint": (*_SHARED, "input_interaction_layers"),
-    "dcnv2": (*_SHARED, "input_interaction_layers"),
-    "din": (*_SHARED, "pooling_hidden"),
-    "bst": _SHARED,
-    "dmr": (*_SHARED, "pooling_hidden"),
+    "feseq_paper": (*_SHARED, "pooling_hidden", "input_interaction_layers"),
+    "deepfm": (*_SHARED, "wide"),
+    "autoint": (*_SHARED, "input_interaction_layers", "wide"),
+    "dcnv2": (*_SHARED, "input_interaction_layers", "wide"),
+    "din": (*_SHARED, "pooling_hidden", "history_match", "wide"),
+    "bst": (*_SHARED, "history_match", "wide"),
+    "dmr": (*_SHARED, "pooling_hidden", "history_match", "wide"),
     "lr": (*TRAIN_PARAMS, "embedding_l2", "embedding_stddev", "id_dropout"),
 }
 

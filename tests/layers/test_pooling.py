@@ -58,41 +58,6 @@ def test_padded_keys_do_not_change_output():
     )
 
 
-@pytest.mark.parametrize("attention", ["bilinear", "dot"])
-def test_relevance_is_the_mean_score_of_the_real_history_by_hand(attention):
-    # d_h = 1, all-ones kernels: q = 1 and the scores are the keys (1, 2, 3), the
-    # target last. Relevance sums the history's scores over T - 1 = 2 positions.
-    layer = BilinearAttentionPooling(hidden_units=1, attention=attention, kernel_initializer="ones")
-    query, keys = np.ones((2, 1), "float32"), np.array([[[1.0], [2.0], [3.0]]] * 2, "float32")
-    mask = np.array([[True, True, True], [False, True, True]])
-    pooled, relevance = layer(query, keys, padding_mask=mask, return_relevance=True)
-    assert relevance.dtype == "float32"
-    np.testing.assert_allclose(_np(relevance), [[(1 + 2) / 2], [2 / 2]], rtol=1e-6)
-    np.testing.assert_allclose(_np(pooled), _np(layer(query, keys, padding_mask=mask)), rtol=1e-6)
-
-
-@pytest.mark.parametrize("attention", ["bilinear", "din"])
-def test_relevance_ignores_padding_and_the_target_but_not_the_history(attention):
-    layer = BilinearAttentionPooling(hidden_units=H, attention=attention)
-    query, keys, mask = _data()
-
-    def relevance(k):
-        _, weights, r = layer(query, k, padding_mask=mask, return_attention_scores=True, return_relevance=True)
-        assert weights.shape == (B, T)
-        return _np(r)
-
-    base = relevance(keys)
-    padded, target, history = keys.copy(), keys.copy(), keys.copy()
-    padded[0, 0] = 50.0  # row 0's first position is padding
-    target[:, -1] = 50.0  # the target, last
-    history[1, 1] = 50.0  # a real history entry of row 1
-    np.testing.assert_allclose(relevance(padded), base, rtol=1e-6)
-    np.testing.assert_allclose(relevance(target), base, rtol=1e-6)
-    changed = relevance(history)
-    assert abs(changed[1, 0] - base[1, 0]) > 1e-3
-    np.testing.assert_allclose(changed[0], base[0], rtol=1e-6)
-
-
 def test_fully_padded_row_is_finite():
     query, keys, _ = _data()
     pooled, weights = BilinearAttentionPooling(hidden_units=H)(
@@ -213,19 +178,6 @@ def test_layer_contract(cls, kwargs, return_scores):
         {"query": query, "keys": keys, "padding_mask": mask},
         call_kwargs={"return_attention_scores": return_scores},
         expected_output_shape=((B, units), (B, T)) if return_scores else (B, units),
-    )
-
-
-@pytest.mark.parametrize("return_scores", [False, True])
-def test_layer_contract_with_relevance(return_scores):
-    query, keys, mask = _data()
-    shapes = ((B, DK), (B, T), (B, 1)) if return_scores else ((B, DK), (B, 1))
-    testing.run_layer_test(
-        BilinearAttentionPooling,
-        {"hidden_units": H},
-        {"query": query, "keys": keys, "padding_mask": mask},
-        call_kwargs={"return_attention_scores": return_scores, "return_relevance": True},
-        expected_output_shape=shapes,
     )
 
 
