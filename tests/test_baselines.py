@@ -44,8 +44,11 @@ def _np(x):
 
 # ---- registry ---------------------------------------------------------------------------------
 def test_registry_builds_feseq_the_six_baselines_and_logistic_regression(spec):
-    assert MODELS == ("feseq", "deepfm", "autoint", "dcnv2", "din", "bst", "dmr", "lr")
-    assert set(BASELINES) == set(MODELS[1:-1])
+    assert MODELS == ("feseq", "feseq_paper", "deepfm", "autoint", "dcnv2", "din", "bst", "dmr",
+                      "lr")
+    assert set(BASELINES) == set(MODELS[2:-1])
+    paper = build_model("feseq_paper", spec, tiny_config())
+    assert isinstance(paper, FESeq) and paper.name == "feseq_paper"
     assert isinstance(build_model("lr", spec, tiny_config()), LogisticRegression)
     feseq = build_model("feseq", spec, tiny_config())
     assert isinstance(feseq, FESeq) and feseq.name == "feseq"
