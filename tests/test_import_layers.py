@@ -91,20 +91,25 @@ def test_the_entry_points_are_command_line_programs():
 FRONT_DOOR = "feseq_tf/__init__.py"
 
 
+def _loaded_by(statement: str, packages: tuple[str, ...]) -> list[str]:
+    """The modules of ``packages`` that a fresh interpreter has loaded after ``statement``."""
+    code = (
+        f"import sys; {statement}; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {packages!r}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return ast.literal_eval(out.stdout.strip())
+
+
 def test_the_core_imports_neither_pipelines_nor_export():
     core = [p for p in _sources("feseq_tf") if p not in ENTRY_POINTS + (FRONT_DOOR,)]
     assert "feseq_tf/schema.py" in core and "feseq_tf/yardstick.py" in core
     assert _violations(core, ("pipelines", "export")) == {}
     # the front door names the export job's function but loads it on first use only
     assert _violations([FRONT_DOOR], ("pipelines",)) == {}
-    code = (
-        "import sys, feseq_tf; feseq_tf.ModelConfig; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('export', 'pipelines')))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "[]"
+    assert _loaded_by("import feseq_tf; feseq_tf.ModelConfig", ("export", "pipelines")) == []
 
 
 def test_export_does_not_import_the_pipelines():
@@ -130,14 +135,8 @@ def test_the_client_needs_only_the_standard_library_and_the_raw_format():
     # package either: the import below checks what the client loads
     allowed = ("feseq_tf.raw_format", "feseq_tf.cli")
     assert {m for m in ours if m != "feseq_tf" and not m.startswith(allowed)} == set()
-    code = (
-        "import sys, export.client; "
-        "print(sorted({'tensorflow', 'numpy', 'pandas', 'pyarrow', 'grpc'} & set(sys.modules)))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "[]"
+    third_party = ("tensorflow", "numpy", "pandas", "pyarrow", "grpc")
+    assert _loaded_by("import export.client", third_party) == []
 
 
 @pytest.mark.parametrize(
