@@ -127,7 +127,7 @@ def run_variant(precision: str, jit: bool, batch_size: int, steps: int, eval_bat
 
     from feseq_tf.config import preset
     from feseq_tf.models.feseq import FESeq
-    from feseq_tf.training import compile_model
+    from feseq_tf.training import build_optimizer, compile_model
 
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy(precision)
@@ -138,6 +138,7 @@ def run_variant(precision: str, jit: bool, batch_size: int, steps: int, eval_bat
     if optimizer == "keras_adam":  # Keras' own Adam, for the cost of deduplicating rows
         model.compile(optimizer=keras.optimizers.Adam(cfg.train.learning_rate),
                       loss="binary_crossentropy", jit_compile=jit)
+        build_optimizer(model)
     elif optimizer != "deduplicated_adam":
         raise SystemExit(f"unknown optimizer {optimizer!r}: deduplicated_adam or keras_adam")
     x, y = random_batch(spec, batch_size)

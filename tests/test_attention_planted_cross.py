@@ -35,6 +35,7 @@ import pytest
 ROWS = 20_000
 DATA_SEED = 7
 TRAIN_SEED = 1
+EPOCHS = 3
 STRENGTH = 3.0
 QUERY, KEY = "category_1_id", "gender"
 PROBE_SIZE = 2048
@@ -85,7 +86,7 @@ def _train_and_correlate(data: str, run_dir: str, cross: np.ndarray | None, plan
     config = preset("synthetic").override({
         "model": {"embedding_dim": 8, "interaction_heads": 1, "mlp_units": [32], "dropout": 0.0,
                   "pooling_hidden": 16, "transformer_heads": 2},
-        "train": {"epochs": 3, "patience": 3, "batch_size": 256, "eval_batch_size": 4096,
+        "train": {"epochs": EPOCHS, "patience": EPOCHS, "batch_size": 256, "eval_batch_size": 4096,
                   "learning_rate": 3e-3, "seed": TRAIN_SEED},
     })
     training.set_seed(TRAIN_SEED)
