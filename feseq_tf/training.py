@@ -82,10 +82,25 @@ def resolve_precision(setting: str) -> str:
     return "mixed_bfloat16" if cpu_has_bf16() else "float32"
 
 
+# TensorFlow reduces its global seed modulo 2**31 - 1; a global seed of 0 there makes its
+# ``get_seed`` compare an op's seed with 0, which fails for the tensor seeds of the
+# training stream's per-epoch shuffles (``OperatorNotAllowedInGraphError``).
+_TF_SEED_MODULUS = 2**31 - 1
+TF_GLOBAL_SEED_FOR_ZERO = 20_240_101
+
+
 def set_seed(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy, Keras and TensorFlow from the run's seed.
+
+    A seed that TensorFlow would reduce to 0 (``0`` itself) gives TensorFlow's global
+    seed :data:`TF_GLOBAL_SEED_FOR_ZERO` instead (Python, NumPy and Keras keep 0), so
+    that ``--seed 0`` trains like any other seed.
+    """
     random.seed(seed)
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
+    if seed % _TF_SEED_MODULUS == 0:
+        tf.random.set_seed(TF_GLOBAL_SEED_FOR_ZERO)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
 

@@ -72,15 +72,14 @@ def tiny_trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
 
 
 @pytest.fixture(scope="session")
-def tiny_exported_model(
-    tiny_trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory
-) -> str:
-    """The tiny run exported with ``export.savedmodel.export_run``: the path of
-    ``<export_dir>/feseq/1`` (its parent is the model's base path)."""
-    from export.savedmodel import export_run
-
-    export_dir = str(tmp_path_factory.mktemp("tiny_export"))
-    return export_run(tiny_trained_run.run_dir, export_dir, name="feseq")
+def tiny_exported_model(tiny_trained_run: TrainedRun) -> str:
+    """The tiny run's SavedModel, ``<run_dir>/export/feseq/1`` (its parent is the model's
+    base path): written by the training run itself, which calls
+    ``export.savedmodel.export_run`` as ``python -m feseq_tf.train`` does. Read only:
+    tests that add versions copy it into a base path of their own."""
+    path = tiny_trained_run.metrics["export_path"]
+    assert os.path.basename(path) == "1", path
+    return path
 
 
 @dataclasses.dataclass(frozen=True)
