@@ -25,6 +25,12 @@ model (docs, "What the attention shows"). The test asserts what holds on any mac
 the cross is learnt where it is planted and nothing is learnt where it is not, and the
 interacting layer's attention at the target position is a distribution over the fields
 for every query. The correlations are returned for the docs' table.
+
+Seeds tried on one machine (planted / control validation AUC, oracle): training seeds 1,
+2 and 3 on data seed 7: 0.926 / 0.510, 0.923 / 0.513, 0.930 / 0.504 (oracle 0.944);
+training seed 1 on data seed 8: 0.819 / 0.498 (oracle 0.925). Hence the threshold is a
+share of the oracle's lift (at least half), not a fixed AUC. Less data does not learn the
+cross in 3 epochs (8,000-12,000 rows: 0.64-0.70 with data seed 7), so the rows stay.
 """
 
 from __future__ import annotations
@@ -32,10 +38,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from feseq_tf.metrics import captured_lift
+
 ROWS = 20_000
+CATALOG_SCALE = 1.0
 DATA_SEED = 7
 TRAIN_SEED = 1
 EPOCHS = 3
+LEARNING_RATE = 3e-3
 STRENGTH = 3.0
 QUERY, KEY = "category_1_id", "gender"
 PROBE_SIZE = 2048
@@ -52,7 +62,7 @@ def _dataset(path: str, strength: float) -> str:
     from pipelines import synthetic
 
     synthetic.make_synthetic_dataset(
-        path, num_rows=ROWS, seed=DATA_SEED, progress=False, target_ctr=0.3,
+        path, num_rows=ROWS, seed=DATA_SEED, progress=False, target_ctr=0.3, catalog_scale=CATALOG_SCALE,
         **{**EFFECTS_OFF, "gender_category": strength},
     )
     return path
@@ -68,6 +78,17 @@ def _planted_cross(planted_dir: str, probe: dict[str, np.ndarray]) -> np.ndarray
         np.testing.assert_array_equal(cols[name][:n], probe[name])
     p = cols["oracle_prob"][:n].astype(np.float64)
     return np.log(p / (1.0 - p))
+
+
+def _oracle_valid_auc(planted_dir: str) -> float:
+    """The AUC of the true click probabilities on the planted validation split."""
+    from feseq_tf.data import read_columns
+    from feseq_tf.metrics import auc
+    from feseq_tf.schema import DatasetSpec
+
+    label = DatasetSpec.load(planted_dir).label
+    cols = read_columns(planted_dir, "valid", ["oracle_prob", label])
+    return auc(cols[label], cols["oracle_prob"])
 
 
 def _train_and_correlate(data: str, run_dir: str, cross: np.ndarray | None, planted_dir: str):
@@ -87,7 +108,7 @@ def _train_and_correlate(data: str, run_dir: str, cross: np.ndarray | None, plan
         "model": {"embedding_dim": 8, "interaction_heads": 1, "mlp_units": [32], "dropout": 0.0,
                   "pooling_hidden": 16, "transformer_heads": 2},
         "train": {"epochs": EPOCHS, "patience": EPOCHS, "batch_size": 256, "eval_batch_size": 4096,
-                  "learning_rate": 3e-3, "seed": TRAIN_SEED},
+                  "learning_rate": LEARNING_RATE, "seed": TRAIN_SEED},
     })
     training.set_seed(TRAIN_SEED)
     model = FESeq(spec, config.model, name="feseq")
@@ -120,7 +141,9 @@ def test_feseq_learns_a_planted_cross_that_the_control_data_lacks(tmp_path):
         control, str(tmp_path / "run_control"), cross, planted
     )
     found = {"planted": float(pair), "control": float(control_pair),
-             "planted_auc": auc, "control_auc": control_auc}
-    # The cross is learnt where it is planted (the oracle's AUC is 0.94), and nothing is
-    # learnt from the same rows without it.
-    assert auc > 0.85 and control_auc < 0.6, found
+             "planted_auc": auc, "control_auc": control_auc,
+             "oracle_auc": _oracle_valid_auc(planted)}
+    # The cross is learnt where it is planted (at least half of the oracle's lift over
+    # chance; the oracle's validation AUC is 0.94 for data seed 7), and nothing is learnt
+    # from the same rows without it.
+    assert captured_lift(auc, found["oracle_auc"]) > 0.5 and control_auc < 0.6, found

@@ -13,11 +13,8 @@ from feseq_tf.explain import (
     TAG_POOLING_MEAN,
     TAG_POOLING_SAMPLES,
     TAG_TARGET_FIELDS,
-    attention_matrices,
-    pair_attention,
 )
 from feseq_tf.tensorboard_plugin.reader import latest_matrices, read_matrices
-from tests import tb_fixtures
 from tests.test_explain import TINY_FIELDS
 from tests.test_model_feseq import L, tiny_batch, tiny_config, tiny_spec
 
@@ -109,98 +106,25 @@ def test_train_main_writes_attention_summaries_by_default(train_main_run_dir):
 
 
 # ---- what the attention shows on the synthetic data ------------------------------------------
-PLANTED_PAIRS = (("gender", "category_1_id"), ("avg_price", "rank_7"), ("time_type", "category_1_id"))
-
-
 @pytest.mark.slow
-def test_attention_on_synthetic_data_with_planted_crosses(tmp_path):
-    """Characterises the attention of a short run on data whose crosses are known.
+def test_attention_findings_measure_distributions_on_planted_crosses(tmp_path):
+    """``benchmarks.attention_findings`` on 8,000 rows: the averaged maps it reads are
+    distributions and its figures are well formed.
 
-    Setup: 40,000 synthetic rows (seed 7; the generator plants gender x category_1_id,
-    avg_price x rank_7 and time_type x category_1_id, and history relevance that decays
-    with recency), time intervals in minutes (``time_unit=1``, the unit these findings
-    were made with), FESeq with d = 8, no embedding L2, Adam 5e-3, one epoch (the best
-    validation epoch in longer runs: later epochs overfit), attention on 4,096 test
-    samples. With the pipeline's default hour unit the same short run does not show the
-    recency pattern (most weight on the oldest position, 1.19 x uniform, least on the
-    most recent, 0.92 x).
-
-    Recorded (``artifacts/attention_planted_crosses.json``), not asserted:
-    * pooling attention (as the paper's Figs. 7-8) by position on samples with a full
-      history. Before the initializer fix (identical q/k/v kernels) the weight grew
-      towards the most recent behaviours (1.14 x uniform at position -1); with distinct
-      initial weights the same short run puts most weight on the target and the oldest
-      position, so recency is a finding of a run, not a property to pin;
-    * field attention: the planted pairs are recorded (weight against the average pair,
-      rank within their rows), not asserted. Averaged over samples the attention need not
-      single out a zero-mean cross; whether the attention follows a planted cross is
-      tested per sample in ``tests/test_attention_planted_cross.py``. Each run's numbers
-      are written to ``artifacts/attention_planted_crosses.json``.
+    Which positions and pairs stand out after one epoch is a finding of a run
+    (``python -m benchmarks.attention_findings``, 40,000 rows: docs, "What the attention
+    shows"), not a property of FESeq, so it is not asserted here.
     """
-    import json
+    from benchmarks import attention_findings
 
-    from feseq_tf import training
-    from feseq_tf.config import preset
-    from feseq_tf.explain import probe_batch
-    from feseq_tf.models.feseq import FESeq
-    from feseq_tf.schema import DatasetSpec
-    from pipelines import synthetic
-
-    data = str(tmp_path / "data")
-    synthetic.make_synthetic_dataset(data, num_rows=40_000, seed=7, progress=False, time_unit=1.0)
-    spec = DatasetSpec.load(data)
-    config = preset("synthetic").override({
-        "model": {"embedding_dim": 8, "transformer_heads": 2, "pooling_hidden": 16,
-                  "mlp_units": [32], "dropout": 0.0, "embedding_l2": 0.0,
-                  "embedding_stddev": 1e-4},
-        "train": {"epochs": 1, "batch_size": 256, "eval_batch_size": 4096, "learning_rate": 5e-3},
-    })
-    training.set_seed(1)
-    model = FESeq(spec, config.model, name="feseq")
-    training.fit(model, data, str(tmp_path / "run"), config, jit=False, verbose=0)
-
-    probe = probe_batch(data, "test", probe_size=4096, spec=spec)
-    outputs = model.attention_model()(probe, training=False)
-    outputs.pop("probability")
-    mats = {m.tag: m for m in attention_matrices(outputs, probe["hist_len"], spec, config.model)}
-
-    # Field attention: planted pairs against the average pair (both directions summed).
-    field = mats[TAG_INPUT_FIELDS]
-    names = list(field.info.row_labels)
-    index = {n: i for i, n in enumerate(names)}
-    pair_weights, average_pair = pair_attention(field.values, names, PLANTED_PAIRS)
-    planted = {f"{a} x {b}": weight for (a, b), weight in pair_weights.items()}
-    row_ranks = {
-        f"{a} -> {b}": int((field.values[index[a]] > field.values[index[a], index[b]]).sum()) + 1
-        for a, b in PLANTED_PAIRS + tuple((b, a) for a, b in PLANTED_PAIRS)
-    }
-    lift = float(np.mean(list(planted.values())) / average_pair)
-    max_deviation = float(np.abs(field.values - 1.0 / len(names)).max())
-
-    # Pooling attention on full histories, relative to a uniform share (1 = uniform).
-    full = probe["hist_len"] == spec.max_len
-    pooling = np.asarray(outputs["pooling_attention"], dtype=np.float64)[full] * (spec.max_len + 1)
-    relative = pooling.mean(axis=0)  # positions -L .. -1, target
-    most_recent, older = float(relative[-2]), float(relative[:-2].mean())
-
-    found = {
-        "planted_pair_weight": planted, "average_pair_weight": average_pair,
-        "planted_lift": lift, "planted_rank_in_row_of_23": row_ranks,
-        "max_deviation_from_uniform": max_deviation,
-        "full_history_samples": int(full.sum()),
-        "pooling_relative_by_position": dict(zip(mats[TAG_POOLING_MEAN].info.col_labels,
-                                                 np.round(relative, 4).tolist(), strict=True)),
-        "pooling_most_recent": most_recent, "pooling_older_mean": older,
-    }
-    os.makedirs(tb_fixtures.ARTIFACTS_DIR, exist_ok=True)
-    with open(os.path.join(tb_fixtures.ARTIFACTS_DIR, "attention_planted_crosses.json"), "w") as fh:
-        json.dump(found, fh, indent=2)
-    print(json.dumps(found, indent=2))
-
-    # What must hold of any model: the averaged maps are distributions. Which positions
-    # and pairs stand out after one epoch is recorded above, not asserted: it is a
-    # finding of a short run (README, "Attention heatmaps"), not a property of FESeq.
-    assert full.sum() > 200
-    np.testing.assert_allclose(relative.sum(), spec.max_len + 1, rtol=1e-4)
-    np.testing.assert_allclose(field.values.sum(axis=1), 1.0, rtol=1e-4)
-    assert max_deviation < 1.0 - 1.0 / len(names)
+    found = attention_findings.measure(str(tmp_path), rows=8000, seed=1)
+    max_len, fields = found["max_len"], found["fields"]
+    relative = np.array(list(found["pooling_relative_by_position"].values()))
+    assert len(relative) == max_len + 1 and found["full_history_samples"] > 50
+    np.testing.assert_allclose(relative.sum(), max_len + 1, rtol=1e-3)
+    np.testing.assert_allclose(found["field_row_sums"], 1.0, rtol=1e-4)
+    assert 0.0 < found["max_deviation_from_uniform"] < 1.0 - 1.0 / fields
+    assert set(found["planted_pair_weight"]) == {
+        f"{a} x {b}" for a, b in attention_findings.PLANTED_PAIRS}
+    ranks = found[f"planted_rank_in_row_of_{fields}"]
+    assert len(ranks) == 6 and all(1 <= r <= fields for r in ranks.values())
