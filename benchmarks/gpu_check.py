@@ -20,8 +20,8 @@ Steps; each prints PASS, FAIL or SKIP and the run exits non-zero when one fails:
 
 The dry run (``--cpu-dry-run``) runs the same steps on the CPU with tiny data and a tiny
 model: 3,000 synthetic rows, float32 training (CPUs emulate float16, at some 10 s a
-step even for the tiny model), float32 throughput variants at batch 64 for one step,
-and the parity check with both sides on the CPU. It checks that the script and everything
+step even for the tiny model), float32 throughput variants of the tiny model at batch 64
+for one step, and the parity check with both sides on the CPU. It checks that the script and everything
 it calls work, not the GPU.
 """
 
@@ -164,7 +164,8 @@ def throughput_argv(settings: Settings) -> list[str]:
     """The ``benchmarks.train_throughput`` arguments of the throughput step."""
     if settings.dry_run:
         return ["--variants", "float32:on", "float32:off", "--batch-size", "64",
-                "--steps", "1", "--eval-batches", "1"]
+                "--steps", "1", "--eval-batches", "1",
+                *[a for item in DRY_RUN_MODEL for a in ("--set", item)]]
     return ["--variants", "mixed_float16:on", "mixed_float16:off",
             "--batch-size", str(settings.throughput_batch_size)]
 

@@ -121,7 +121,7 @@ def gemm_peak(dtype: str, n: int = 4096, repeats: int = 5) -> float:
 
 
 def run_variant(precision: str, jit: bool, batch_size: int, steps: int, eval_batches: int,
-                optimizer: str = "deduplicated_adam") -> dict:
+                optimizer: str = "deduplicated_adam", overrides: tuple[str, ...] = ()) -> dict:
     import keras
     import tensorflow as tf
 
@@ -132,6 +132,10 @@ def run_variant(precision: str, jit: bool, batch_size: int, steps: int, eval_bat
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy(precision)
     cfg = preset("eleme")
+    if overrides:  # e.g. the GPU check's CPU dry run: a tiny model, as the tests train
+        from feseq_tf.train import parse_overrides
+
+        cfg = cfg.override(parse_overrides(list(overrides)))
     spec = eleme_shaped_spec()
     model = FESeq(spec, cfg.model)
     compile_model(model, cfg.train, jit)
@@ -201,13 +205,16 @@ def main(argv=None) -> list[dict]:
                    help="PRECISION:XLA[:OPTIMIZER] (optimizer deduplicated_adam, the default, "
                         "or keras_adam), e.g. mixed_bfloat16:off float32:off:keras_adam")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override the Ele.me preset (as train's --set); the figures are then "
+                        "not the paper configuration's")
     p.add_argument("--_child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args._child:
         precision, jit, *optimizer = args._child.split(":")
         res = run_variant(precision, jit == "on", args.batch_size, args.steps, args.eval_batches,
-                          *optimizer)
+                          *optimizer, overrides=tuple(args.set))
         print("RESULT " + json.dumps(res), flush=True)
         return [res]
 
@@ -218,7 +225,8 @@ def main(argv=None) -> list[dict]:
         out = subprocess.run(
             [sys.executable, "-m", "benchmarks.train_throughput", "--_child", v,
              "--batch-size", str(args.batch_size), "--steps", str(args.steps),
-             "--eval-batches", str(args.eval_batches)],
+             "--eval-batches", str(args.eval_batches),
+             *[a for item in args.set for a in ("--set", item)]],
             capture_output=True, text=True, env=env,
         )
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -230,7 +238,8 @@ def main(argv=None) -> list[dict]:
     for r in results:
         r["train_peak_share"], r["eval_peak_share"] = peak_shares(r)
     print()
-    print(f"FESeq, Ele.me preset, batch {args.batch_size}, {os.cpu_count()} CPU cores; "
+    preset_name = "Ele.me preset" + (f" with {', '.join(args.set)}" if args.set else "")
+    print(f"FESeq, {preset_name}, batch {args.batch_size}, {os.cpu_count()} CPU cores; "
           f"{results[0]['forward_flop_per_sample'] / 1e6:.1f} MFLOP per sample forward, "
           f"{TRAIN_PASSES}x in training (matrix products of the model's graph)")
     print(f"{'precision':16s} {'XLA':4s} {'optimizer':18s} {'train/s':>9s} {'x authors':>9s} {'%peak':>6s} "

@@ -3,7 +3,8 @@
 Trains a tiny dropout-free FESeq with :func:`feseq_tf.train.run` under whatever
 ``TF_CONFIG`` / ``--strategy`` says, and records weights for the tests to compare:
 ``<record>/<tag>-begin.npz`` (before the first step), ``<tag>-step<N>.npz`` (after
-global step N of the first epoch run) and ``<tag>-end.npz`` (after the last epoch). It can
+global step N of the first epoch run), ``<tag>-epoch<K>.npz`` (after epoch K) and
+``<tag>-end.npz`` (after the last epoch). It can
 SIGKILL itself in the middle of an epoch to test resumption.
 """
 
@@ -85,6 +86,9 @@ def main(argv: list[str]) -> None:
                 self._save(f"step{args.step}")
             if kill and (self.epoch, batch) == kill:
                 os.kill(os.getpid(), signal.SIGKILL)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._save(f"epoch{epoch + 1}")
 
         def on_train_end(self, logs=None):
             self._save("end")

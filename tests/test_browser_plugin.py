@@ -72,6 +72,7 @@ def _cell_point(canvas, rows: int, cols: int, i: int, j: int) -> tuple[int, int]
     return int((j + 0.5) * width / cols - width / 2), int((i + 0.5) * height / rows - height / 2)
 
 
+@pytest.mark.slow
 def test_plugin_tab_draws_a_labelled_heatmap(browser, tensorboard_server, tiny_run):
     from PIL import Image
     from selenium.webdriver.common.action_chains import ActionChains
@@ -146,6 +147,7 @@ def test_plugin_tab_draws_a_labelled_heatmap(browser, tensorboard_server, tiny_r
     assert shot.shape[0] > 500 and len(np.unique(shot.reshape(-1, 3), axis=0)) > 50
 
 
+@pytest.mark.slow
 def test_plugin_page_without_summaries_says_how_to_get_them(browser, tiny_run):
     from selenium.webdriver.common.by import By
 

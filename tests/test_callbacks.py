@@ -61,6 +61,7 @@ def test_callback_writes_labelled_matrices_every_epoch(tmp_path):
     assert {tag for _, tag in latest} >= {TAG_TARGET_FIELDS, "attention/sequence_head_1"}
 
 
+@pytest.mark.slow
 def test_callback_writes_every_n_steps(tmp_path):
     probe = tiny_batch(tiny_spec(), batch=8, seed=3)
     callback = AttentionSummaries(str(tmp_path), probe, every=2, unit="step", write_at_start=False)
@@ -68,6 +69,7 @@ def test_callback_writes_every_n_steps(tmp_path):
     assert callback.written_steps == [2, 4, 6]
 
 
+@pytest.mark.slow
 def test_callback_writes_float32_matrices_under_mixed_bfloat16(tmp_path):
     from feseq_tf.testing import dtype_policy
 

@@ -109,8 +109,20 @@ def _run(module: str, args: str, d: str) -> subprocess.CompletedProcess:
                           stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize(("module", "args", "fragment"), CASES,
-                         ids=[f"{m}:{a.split()[0]}-{i}" for i, (m, a, _) in enumerate(CASES)])
+# The cases whose command takes longest to fail (it loads TensorFlow and more before the
+# check) run in the full suite only; those modules keep other tests in the fast tier.
+SLOW_CASES = {
+    ("export.savedmodel", "--model"), ("export.devserver", "--model-base-path"),
+    ("feseq_tf.train", "--dataset"), ("feseq_tf.benchmark", "--suite"),
+    ("feseq_tf.tune", "--dataset"),
+}
+
+
+@pytest.mark.parametrize(("module", "args", "fragment"), [
+    pytest.param(m, a, f, id=f"{m}:{a.split()[0]}-{i}",
+                 marks=[pytest.mark.slow] if (m, a.split()[0]) in SLOW_CASES else [])
+    for i, (m, a, f) in enumerate(CASES)
+])
 def test_bad_input_ends_with_one_error_line(inputs, module, args, fragment):
     out = _run(module, args, inputs)
     lines = out.stderr.strip().splitlines()

@@ -72,6 +72,7 @@ def test_rates_only_for_fields_with_more_unknown_values_in_validation(tmp_path):
     assert found["rates"] == {"user": 0.0, "city": 0.0}
 
 
+@pytest.mark.slow
 def test_run_resolves_auto_into_the_models_rates_and_keeps_auto_in_the_config(tmp_path, capsys):
     from feseq_tf import train
 

@@ -138,6 +138,7 @@ def _assert_inputs_equal(spec: DatasetSpec, got: dict, expected: dict) -> None:
             np.testing.assert_array_equal(g, e, err_msg=name)
 
 
+@pytest.mark.slow
 def test_raw_rows_encode_to_the_recorded_model_inputs(parity_setup):
     s = parity_setup
     encoded = s["encoder"](_columnar(s["spec"], s["rows"]))
@@ -353,6 +354,7 @@ def hashed_parity_setup(tmp_path_factory):
                              str(root / "saved_model"), rows, records)
 
 
+@pytest.mark.slow
 def test_hashed_fields_encode_to_the_recorded_ids_and_serve_like_keras(hashed_parity_setup):
     s = hashed_parity_setup
     spec, records = s["spec"], s["records"]

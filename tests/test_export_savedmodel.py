@@ -61,6 +61,7 @@ def test_export_run_writes_a_numbered_version_with_signatures_and_assets(tiny_ex
     assert len(contract["example_request"]["instances"]) == 2
 
 
+@pytest.mark.slow
 def test_saved_model_cli_show_lists_the_signatures(tiny_exported_model):
     result = subprocess.run(
         _saved_model_cli() + ["show", "--dir", tiny_exported_model, "--all"],
@@ -77,6 +78,7 @@ def test_saved_model_cli_show_lists_the_signatures(tiny_exported_model):
     assert "Method name is: tensorflow/serving/predict" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signature", ["serving_default", "attention"])
 def test_saved_model_cli_run_matches_tf_saved_model_load(
     tiny_trained_run, tiny_exported_model, tmp_path, signature
@@ -116,6 +118,7 @@ def test_saved_model_cli_run_matches_tf_saved_model_load(
     assert np.load(outdir / "probability.npy").shape == (5,)
 
 
+@pytest.mark.slow
 def test_cli_exports_the_next_version_and_refuses_an_existing_one(
     tiny_trained_run, tmp_path, capsys
 ):
@@ -161,6 +164,7 @@ def test_export_run_explains_a_directory_that_is_not_a_run(tmp_path):
         savedmodel.export_run(str(tmp_path), str(tmp_path / "out"))
 
 
+@pytest.mark.slow
 def test_exported_model_is_self_contained(tiny_trained_run, tmp_path):
     """The vocabularies travel inside the SavedModel: the run may be deleted."""
     run_copy = str(tmp_path / "run")
@@ -193,6 +197,7 @@ def test_vocabulary_that_disagrees_with_the_spec_is_refused(tiny_trained_run, tm
         savedmodel.RawFeatureEncoder(spec, vocab)
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_model_exports_float32_probabilities(tiny_trained_run, tmp_path):
     import keras
 

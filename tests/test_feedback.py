@@ -315,6 +315,7 @@ def _columnar(spec: DatasetSpec, rows: list[dict]) -> dict[str, tf.Tensor]:
     return {n: tf.constant([r[n] for r in joined], dtype=ts.dtype) for n, ts in signature.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("use_feedback", [True, False])
 def test_saved_model_on_raw_rows_equals_keras_on_records(log, prepared, tmp_path, use_feedback):
     keras.utils.set_random_seed(3)

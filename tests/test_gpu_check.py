@@ -144,6 +144,8 @@ def test_dry_run_trains_tiny_in_float32_and_gpu_run_in_float16(tmp_path):
     argv = gpu_check.train_command(dry, "xla")
     assert argv[argv.index("--mixed-precision") + 1] == "off" and "--jit" in argv
     assert "model.embedding_dim=4" in argv and "--no-export" not in argv
+    throughput = gpu_check.throughput_argv(dry)
+    assert "model.embedding_dim=4" in throughput and "--set" in throughput  # the tiny model
 
     gpu = gpu_check.settings_from_args(gpu_check.build_parser().parse_args([]))
     assert (gpu.precision, gpu.synthetic_rows) == ("float16", None)

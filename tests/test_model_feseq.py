@@ -159,6 +159,7 @@ ABLATIONS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ABLATIONS))
 def test_every_ablation_builds_and_trains_one_step(name, spec):
     keras.utils.set_random_seed(0)
@@ -179,6 +180,7 @@ def test_no_history_ablation_ignores_history(spec):
     np.testing.assert_allclose(m(x, training=False), m(y, training=False))
 
 
+@pytest.mark.slow
 def test_compiles_with_xla_and_keras_keeps_it_on(spec):
     keras.utils.set_random_seed(0)
     m = FESeq(spec, tiny_config())

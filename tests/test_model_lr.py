@@ -189,6 +189,7 @@ def test_bfloat16_policy_still_computes_the_logit_in_float32():
 
 
 # ---- learning --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_learns_a_logistic_function_of_one_categorical_field():
     """label ~ Bernoulli(sigmoid(effect[item_id])), every other field noise."""
     from feseq_tf import testing

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from tests.tb_fixtures import REPO_ROOT
 
 pytest_plugins = ("tests.tb_fixtures",)  # fixture: tiny_run
@@ -20,6 +22,7 @@ EXPECTED_FIGURES = {
 }
 
 
+@pytest.mark.slow
 def test_attention_notebook_draws_the_paper_style_figures(tiny_run, monkeypatch):
     import nbclient
     import nbformat

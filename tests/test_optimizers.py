@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from feseq_tf.optimizers import DeduplicatedAdam, deduplicate
@@ -68,6 +69,7 @@ def test_deduplicated_adam_round_trips_through_its_config():
     assert restored.get_config() == optimizer.get_config()
 
 
+@pytest.mark.slow
 def test_a_model_saved_with_it_loads_where_the_models_are_imported(tmp_path):
     """``import feseq_tf.models`` (what loading a saved model needs) registers the optimizer."""
     import subprocess

@@ -118,6 +118,7 @@ def prepared(tmp_path_factory):
     return tmp
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("out", ["beam", "beam_blocks"])
 def test_beam_writes_the_same_records_per_split_as_the_single_machine_pipeline(prepared, out):
     for split in schema.SPLITS:

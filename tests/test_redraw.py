@@ -42,6 +42,7 @@ def _slots(model: keras.Model, var) -> list[np.ndarray]:
             keras.ops.convert_to_numpy(opt._velocities[index])]
 
 
+@pytest.mark.slow
 def test_redraw_replaces_every_table_and_its_adam_slots_and_keeps_everything_else():
     model = _trained_model()
     tables = embedding_tables(model)
@@ -74,6 +75,7 @@ def test_redraw_replaces_every_table_and_its_adam_slots_and_keeps_everything_els
     assert len(set(drawn)) == len(drawn)
 
 
+@pytest.mark.slow
 def test_redraw_depends_on_seed_and_epoch_only():
     a, b = _trained_model(seed=3), _trained_model(seed=4)  # different trained weights
     redraw_embeddings(a, seed=7, epoch=2)
@@ -89,6 +91,7 @@ def test_redraw_depends_on_seed_and_epoch_only():
         assert not np.allclose(v3[p], va[p]) and not np.allclose(v8[p], va[p]), p
 
 
+@pytest.mark.slow
 def test_callback_skips_the_first_epoch_and_redraws_from_the_second():
     model = _trained_model()
     table = embedding_tables(model)[0].embeddings
@@ -154,6 +157,7 @@ def _validation_with_scripted_aucs(monkeypatch, dataset_dir, scale):
     monkeypatch.setattr(training, "predict_split", scripted)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("redraw, best_epoch, epochs_run", [(True, 3, 3), (False, 1, 3)])
 def test_early_stopping_never_picks_the_first_epoch_of_a_redrawn_run(
     tiny_trained_run, tmp_path, monkeypatch, redraw, best_epoch, epochs_run

@@ -45,6 +45,7 @@ def test_target_encoding_is_out_of_fold_on_train():
     assert full[2] == pytest.approx(prior)  # unseen id: the prior
 
 
+@pytest.mark.slow
 def test_runs_on_tiny_synthetic_data(tmp_path, capsys):
     from pipelines import synthetic
 
@@ -129,6 +130,7 @@ def click_datasets(tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_gbdt_metrics_reach_the_oracle_on_a_log_with_feedback(click_datasets):
     from feseq_tf.yardstick import gbdt_metrics, gbdt_run
 

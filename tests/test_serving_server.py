@@ -314,6 +314,7 @@ def test_serve_main_explains_a_missing_model(tmp_path, capsys):
     assert "No version directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["export.devserver", "export.serve"])
 def test_both_server_commands_run_the_command_line(tmp_path, module):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

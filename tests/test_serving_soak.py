@@ -34,6 +34,7 @@ def servers(tiny_exported_model):
             yield urllib.parse.urlparse(rest.url).port, target
 
 
+@pytest.mark.slow
 def test_a_short_soak_answers_every_request_as_expected(servers, rows):
     port, target = servers
     report = soak.run_soak(

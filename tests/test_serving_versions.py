@@ -75,6 +75,7 @@ def body(tiny_exported_model) -> bytes:
         return json.dumps(json.load(fh)["example_request"]).encode()
 
 
+@pytest.mark.slow
 def test_new_version_swaps_in_while_clients_send_requests(base, body, tiny_exported_model):
     with devserver.BackgroundServer(base, "feseq", batching=True, poll_wait_s=0) as server:
         url, versions = server.url, server.model_server.versions["feseq"]

@@ -74,6 +74,7 @@ def test_the_installed_package_registers_the_plugin_entry_point():
     assert PLUGIN_NAME in names, sorted(names)
 
 
+@pytest.mark.slow
 def test_tensorboard_command_loads_the_plugin_from_its_entry_point(tiny_run, tmp_path):
     """The plain `tensorboard` program finds the plugin through the entry point.
 

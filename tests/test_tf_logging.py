@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from feseq_tf.tf_logging import CPP_LOG_LINE, is_noise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,6 +34,7 @@ def _stderr(level: str | None) -> str:
     return out.stderr
 
 
+@pytest.mark.slow
 def test_import_drops_the_start_up_noise_unless_the_environment_asks_for_it():
     quiet = _stderr(None)
     assert "I0000" not in quiet and "absl::InitializeLog" not in quiet, quiet

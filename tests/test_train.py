@@ -119,6 +119,7 @@ def test_existing_synthetic_data_of_another_time_unit_is_not_silently_reused(tin
         train.main(["--data-dir", data_dir, "--output-dir", str(tmp_path / "r")])
 
 
+@pytest.mark.slow
 def test_run_api_trains_from_a_typed_config_and_callbacks_see_exact_validation_auc(
     tiny_trained_run, tmp_path
 ):
