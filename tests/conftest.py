@@ -8,9 +8,18 @@ each training its own.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import json
 import os
 
 import pytest
+
+# Under pytest-xdist two worker processes share the two cores: one intra-op thread each
+# (inherited by the subprocesses they start) instead of two threads per process fighting
+# over them. Set before TensorFlow starts; `-n 0` keeps TensorFlow's default.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # A tiny FESeq: fast to train and export on a laptop CPU.
 TINY_MODEL_OVERRIDES = (
@@ -65,10 +74,33 @@ def train_tiny_run(root: str, extra_args: tuple[str, ...] = ()) -> TrainedRun:
     )
 
 
+def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A directory every xdist worker of this session sees (the parent of the workers'
+    own temporary roots); the session's temporary root without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return str(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+
+
 @pytest.fixture(scope="session")
 def tiny_trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
-    """One tiny FESeq run on 3000 synthetic rows (1 epoch), shared by the session."""
-    return train_tiny_run(str(tmp_path_factory.mktemp("tiny_trained_run")))
+    """One tiny FESeq run on 3000 synthetic rows (1 epoch), shared by the session: the
+    first xdist worker that needs it trains it under a file lock, the other reads it.
+    Read only: tests that change a run copy it first."""
+    root = os.path.join(_shared_root(tmp_path_factory), "tiny_trained_run")
+    os.makedirs(root, exist_ok=True)
+    done = os.path.join(root, "trained_run.json")
+    with open(os.path.join(root, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not os.path.exists(done):
+                run = train_tiny_run(root)
+                with open(done + ".tmp", "w") as fh:
+                    json.dump(dataclasses.asdict(run), fh)
+                os.replace(done + ".tmp", done)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    with open(done) as fh:
+        return TrainedRun(**json.load(fh))
 
 
 @pytest.fixture(scope="session")
