@@ -14,12 +14,6 @@ import os
 
 import pytest
 
-# Under pytest-xdist two worker processes share the two cores: one intra-op thread each
-# (inherited by the subprocesses they start) instead of two threads per process fighting
-# over them. Set before TensorFlow starts; `-n 0` keeps TensorFlow's default.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # A tiny FESeq: fast to train and export on a laptop CPU.
 TINY_MODEL_OVERRIDES = (
