@@ -14,7 +14,6 @@ import os
 
 import pytest
 
-
 # A tiny FESeq: fast to train and export on a laptop CPU.
 TINY_MODEL_OVERRIDES = (
     "model.mlp_units=[16]",
