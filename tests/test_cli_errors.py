@@ -75,6 +75,7 @@ CASES = [
     ("benchmarks.serving", "--rate 0", "--rate > 0"),
     ("benchmarks.multi_worker", "--rows 5", "--rows >= 1000"),
     ("benchmarks.pipeline", "--rows -1", "--rows must be at least"),
+    ("benchmarks.attention_findings", "--rows 5", "at least 1,000 rows"),
     ("benchmarks.train_throughput", "--bogus",
      "unrecognized arguments: --bogus (see python -m benchmarks.train_throughput --help)"),
 ]
