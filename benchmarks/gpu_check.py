@@ -21,8 +21,8 @@ Steps; each prints PASS, FAIL or SKIP and the run exits non-zero when one fails:
 The dry run (``--cpu-dry-run``) runs the same steps on the CPU with tiny data and a tiny
 model: 3,000 synthetic rows, float32 training (CPUs emulate float16, at some 10 s a
 step even for the tiny model), float32 throughput variants of the tiny model at batch 64
-for one step, and the parity check with both sides on the CPU. It checks that the script and everything
-it calls work, not the GPU.
+for one step, and the parity check with both sides on the CPU. It checks that the script
+and everything it calls work, not the GPU.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ TF_GLOBAL_SEED_FOR_ZERO = 20_240_101
 def set_seed(seed: int, deterministic: bool = False) -> None:
     """Seed Python, NumPy, Keras and TensorFlow from the run's seed.
 
-    A seed that TensorFlow would reduce to 0 (``0`` itself) gives TensorFlow's global
+    A seed that TensorFlow would reduce to 0 (``0``, or a multiple of 2**31 - 1) gives TensorFlow's global
     seed :data:`TF_GLOBAL_SEED_FOR_ZERO` instead (Python, NumPy and Keras keep 0), so
     that ``--seed 0`` trains like any other seed.
     """
