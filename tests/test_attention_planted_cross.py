@@ -41,7 +41,6 @@ import pytest
 from feseq_tf.metrics import captured_lift
 
 ROWS = 20_000
-CATALOG_SCALE = 1.0
 DATA_SEED = 7
 TRAIN_SEED = 1
 EPOCHS = 3
@@ -62,7 +61,7 @@ def _dataset(path: str, strength: float) -> str:
     from pipelines import synthetic
 
     synthetic.make_synthetic_dataset(
-        path, num_rows=ROWS, seed=DATA_SEED, progress=False, target_ctr=0.3, catalog_scale=CATALOG_SCALE,
+        path, num_rows=ROWS, seed=DATA_SEED, progress=False, target_ctr=0.3,
         **{**EFFECTS_OFF, "gender_category": strength},
     )
     return path

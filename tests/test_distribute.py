@@ -325,6 +325,7 @@ def test_mirrored_over_two_devices_matches_the_default_strategy(two_shard_data, 
     assert (mirrored["replicas"], default["replicas"]) == (2, 1)
     assert mirrored["epochs_run"] == default["epochs_run"] == 2
     assert _max_diff(_weights(record, "mirrored-epoch1"), _weights(record, "default-epoch1")) < 1e-4
+    assert abs(mirrored["history"][0]["val_auc"] - default["history"][0]["val_auc"]) < 1e-4
     assert _max_diff(_weights(record, "mirrored-end"), _weights(record, "default-end")) < 5e-3
     assert abs(mirrored["test"]["auc"] - default["test"]["auc"]) < 5e-3
     with open(os.path.join(record, "log-default.txt")) as fh:
