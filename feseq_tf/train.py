@@ -26,6 +26,8 @@ from typing import Any
 from feseq_tf import cli, tf_logging
 from feseq_tf.config import (
     AUTO_ID_DROPOUT,
+    LINEAR_MODEL,
+    LINEAR_TRAINING,
     MODEL_NAMES,
     PAPER_ARCHITECTURE,
     PAPER_MODEL,
@@ -206,6 +208,8 @@ def resolve_config(
             top["model_name"] = model_name
         if top.get("model_name", cfg.model_name) == PAPER_MODEL:  # the paper's architecture,
             cfg = cfg.override({"model": PAPER_ARCHITECTURE, **top})  # then the user's settings
+        elif top.get("model_name", cfg.model_name) == LINEAR_MODEL:  # the linear model's steps
+            cfg = cfg.override({"train": LINEAR_TRAINING, **top})
         return cfg.override({**(overrides or {}), **top})
     except (TypeError, ValueError, FileNotFoundError) as err:
         raise UsageError(f"invalid configuration: {err}") from err

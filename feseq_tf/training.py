@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from feseq_tf import metrics as metrics_lib
-from feseq_tf.config import ExperimentConfig, TrainConfig
+from feseq_tf.config import LINEAR_MODEL, ExperimentConfig, TrainConfig
 from feseq_tf.data import (
     count_examples,
     epoch_seed,
@@ -188,7 +188,7 @@ def evaluate_split(
 def redraws_embeddings(train: TrainConfig, model_name: str) -> bool:
     """Whether the run re-draws its embeddings: ``redraw_embeddings``, except for the
     logistic regression (nothing but per-id weights to carry across epochs)."""
-    return train.redraw_embeddings and model_name != "lr"
+    return train.redraw_embeddings and model_name != LINEAR_MODEL
 
 
 def selection_warmup(train: TrainConfig, model_name: str) -> int:

@@ -119,6 +119,23 @@ def test_feseq_paper_takes_the_papers_architecture_and_refuses_options_beyond_it
                              overrides={"model": {"wide": True}, "train": {}})
 
 
+def test_logistic_regression_trains_at_its_own_rate_and_batch_under_every_preset():
+    for dataset, spec in (("mine", spec_with(80_000)), ("mine", spec_with(2_000_000)),
+                          ("synthetic", None), ("eleme", None)):
+        deep = train.resolve_config(dataset, spec=spec, model_name="din")
+        linear = train.resolve_config(dataset, spec=spec, model_name="lr")
+        assert (linear.train.learning_rate, linear.train.batch_size) == (1e-2, 2048)
+        # nothing else moves: the model settings and the rest of the training recipe
+        assert linear.model == deep.model
+        assert linear.train == deep.train.__class__(
+            **{**dataclasses.asdict(deep.train), "learning_rate": 1e-2, "batch_size": 2048}
+        )
+    # the user's flags still win
+    mine = train.resolve_config("synthetic", model_name="lr",
+                                overrides={"model": {}, "train": {"batch_size": 512}})
+    assert mine.train.batch_size == 512 and mine.train.learning_rate == 1e-2
+
+
 def test_named_datasets_keep_their_presets_and_directories_get_the_recipe():
     assert train.preset_for("synthetic") == "synthetic"
     assert train.preset_for("eleme") == "eleme"
