@@ -21,6 +21,7 @@ their public names are importable from here too.
 Command line::
 
     python -m pipelines.generic --input impressions.parquet --spec spec.yaml --out DIR
+    python -m pipelines.generic --input next_day.csv --spec spec.yaml --extend DIR --out DIR2
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from feseq_tf import cli, raw_format, schema
+from pipelines import extend
 from pipelines.parsing import (
     CleanedTable,
     categorical_codes,
@@ -134,6 +136,7 @@ def build_dataset(
         train_mask[rows_of["train"]] = True
     with timer.step("vocabularies and scaling") as info:
         info["rows"] = len(rows_of["train"])
+        counts = extend.training_counts(ps, data, train_mask)  # the next extension's
         encoded, vocabs, field_specs = encode_fields(ps, data, train_mask)
     with timer.step("histories") as info:
         info["rows"] = data.rows
@@ -160,6 +163,7 @@ def build_dataset(
         with timer.step("write") as info:
             info["rows"] = data.rows
             write_dataset(result, out_dir, num_shards=ps.num_shards, records=True)
+            extend.write_state(out_dir, df, ps, data, counts)
         report["timings_s"].update(_prefixed(timer.timings, "build"))
         report["timings_s"]["total"] = round(
             sum(v for k, v in report["timings_s"].items() if k != "total"), 3
@@ -245,15 +249,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Add the labels of the history as the field 'feedback' (feedback_list; "
         "same as 'feedback: true' in the spec).",
     )
+    parser.add_argument(
+        "--extend",
+        metavar="PREPARED_DIR",
+        help="Prepare the input (a new day's impressions) on top of this prepared dataset: "
+        "vocabularies grow append-only, scaling stays, histories continue "
+        "(pipelines.extend; docs: the daily loop).",
+    )
+    parser.add_argument(
+        "--refit-scaling",
+        action="store_true",
+        help="With --extend: widen the numeric fields' ranges to the new training rows.",
+    )
     parser.add_argument("--quiet", action="store_true", help="No progress lines.")
     args = parser.parse_args(argv)
+    if args.refit_scaling and not args.extend:
+        parser.error("--refit-scaling needs --extend")
     spec = PipelineSpec.load(args.spec)
     if args.feedback:
         spec = dataclasses.replace(spec, feedback=True)
     start = time.perf_counter()
     df, read_report = read_table(args.input, spec.required_columns)
     read_report["timings_s"] = {"read": round(time.perf_counter() - start, 3)}
-    result = build_dataset(df, spec, args.out, progress=not args.quiet, read_report=read_report)
+    if args.extend:
+        result = extend.extend_dataset(
+            df, spec, args.extend, args.out, refit_scaling=args.refit_scaling,
+            progress=not args.quiet, read_report=read_report,
+        )
+    else:
+        result = build_dataset(df, spec, args.out, progress=not args.quiet, read_report=read_report)
     print(json.dumps({"out": args.out, "samples": result.report["samples"]}))
     return 0
 

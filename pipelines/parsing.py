@@ -206,6 +206,7 @@ class CleanedTable:
     numeric: dict[str, tuple[np.ndarray, np.ndarray]]  # float64 values, missing mask
     oracle: np.ndarray | None  # float32
     users: np.ndarray | None = None  # raw user key of each group id (object array of str)
+    kept: np.ndarray | None = None  # int64, the input row of each kept row
 
     @property
     def rows(self) -> int:
@@ -273,4 +274,5 @@ def clean_table(df: pd.DataFrame, ps: PipelineSpec, *, allow_empty: bool = False
         numeric={k: (v[keep], missing[keep]) for k, (v, missing, _) in numeric.items()},
         oracle=None if oracle is None else oracle[keep].astype(np.float32),
         users=user_uniques[user_of_group],
+        kept=np.flatnonzero(keep),
     )
