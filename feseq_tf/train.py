@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: OUTPUT_DIR/export; the model lands in <dir>/<model>/<version>, "
                    "<model> being feseq or the baseline's name)")
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+    p.add_argument("--warm-start", metavar="RUN_DIR",
+                   help="start from this finished run's weights; the dataset must extend its "
+                   "data (pipelines.generic --extend). Trains one epoch with the embeddings "
+                   "kept unless --epochs/--set say otherwise; with --export-dir BASE the "
+                   "export is the next version under BASE")
     p.add_argument("--overwrite", action="store_true",
                    help="start from scratch even if --output-dir holds an interrupted run")
     return p
@@ -215,6 +220,19 @@ def resolve_config(
         raise UsageError(f"invalid configuration: {err}") from err
 
 
+def warm_start_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Overrides with the warm-start recipe under them: one epoch, the embeddings kept
+    (:data:`feseq_tf.warm_start.WARM_START_TRAINING`); ``overrides``' own values win.
+
+    Pass the result as ``resolve_config(..., overrides=...)``.
+    """
+    from feseq_tf.warm_start import WARM_START_TRAINING
+
+    overrides = dict(overrides or {})
+    return {**overrides, "model": dict(overrides.get("model", {})),
+            "train": {**WARM_START_TRAINING, **overrides.get("train", {})}}
+
+
 def _config_from_args(
     args: argparse.Namespace, dataset_name: str, spec: DatasetSpec
 ) -> ExperimentConfig:
@@ -225,6 +243,8 @@ def _config_from_args(
         "strategy": args.strategy, "scale_learning_rate": args.scale_learning_rate,
     }
     overrides["train"].update({k: v for k, v in flag_map.items() if v is not None})
+    if args.warm_start:
+        overrides = warm_start_config(overrides)
     return resolve_config(
         dataset_name, preset_name=preset_for(args.dataset, args.preset),
         config_file=args.config, overrides=overrides,
@@ -321,6 +341,7 @@ def run(
     deterministic: bool = False,
     callbacks: list[Any] | None = None,
     verbose: Any = None,
+    warm_start: str | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and export one model: the Python API behind ``python -m feseq_tf.train``.
 
@@ -343,10 +364,15 @@ def run(
         callbacks: list of keras callbacks or None. Extra callbacks; they see the exact
             validation metrics (``val_auc``...) in the epoch logs.
         verbose: None, 0, 1 or 2. Keras progress output (None: a bar on a terminal).
+        warm_start: str or None. A finished run directory to start from: the dataset must
+            extend that run's (``pipelines.generic --extend``); its weights are copied,
+            grown tables keep their trained rows (:mod:`feseq_tf.warm_start`). The config
+            is used as given: :func:`warm_start_config` applies the warm-start recipe.
 
     Returns:
         The metrics written to ``metrics.json``: test and valid metrics, per-epoch
-        history, best epoch, throughput, precision and XLA settings.
+        history, best epoch, throughput, precision and XLA settings (and with
+        ``warm_start`` the run it started from and the ids each table gained).
     """
     if not isinstance(dataset_dir, PreparedDataset) and not os.path.exists(
         os.path.join(dataset_dir, SPEC_FILE)
@@ -377,7 +403,7 @@ def run(
         return _run(config, dataset, output_dir, out, strategy, chief,
                     attention_summaries=attention_summaries, attention_every=attention_every,
                     export=export, export_dir=export_dir, deterministic=deterministic,
-                    callbacks=callbacks, verbose=verbose)
+                    callbacks=callbacks, verbose=verbose, warm_start=warm_start)
     finally:
         if not chief:
             shutil.rmtree(out, ignore_errors=True)
@@ -406,7 +432,8 @@ def _resolve_id_dropout(
 
 
 def _run(config, dataset, shared_dir, out, strategy, chief, *, attention_summaries,
-         attention_every, export, export_dir, deterministic, callbacks, verbose) -> dict[str, Any]:
+         attention_every, export, export_dir, deterministic, callbacks, verbose,
+         warm_start=None) -> dict[str, Any]:
     """:func:`run` once the strategy exists: ``out`` is this process's directory."""
     config.save(os.path.join(out, "config.json"))
 
@@ -441,6 +468,16 @@ def _run(config, dataset, shared_dir, out, strategy, chief, *, attention_summari
         with strategy.scope():
             model = build_model(model_name, spec, model_config, name=model_name)
         print(f"model {model_name}: {model.count_params():,} parameters", flush=True)
+        started_from = None
+        if warm_start:
+            from feseq_tf import warm_start as warm
+
+            try:
+                started_from = warm.warm_start(model, dataset.directory, spec, warm_start, model_name)
+            except (ValueError, FileNotFoundError) as err:
+                raise UsageError(f"--warm-start {warm_start}: {err}") from None
+            gained = ", ".join(f"{k} +{v}" for k, v in started_from["rows_gained"].items() if v)
+            print(f"warm start from {warm_start}: ids gained: {gained or 'none'}", flush=True)
         extra = list(callbacks or [])
         if attention_summaries and not hasattr(model, "attention_model"):
             print(f"note: no attention summaries for {model_name} (FESeq only)", flush=True)
@@ -494,6 +531,8 @@ def _run(config, dataset, shared_dir, out, strategy, chief, *, attention_summari
         "seconds": round(time.time() - start, 1),
         "export_path": export_path,
     }
+    if started_from is not None:
+        metrics["warm_start"] = started_from
     with open(os.path.join(out, "metrics.json"), "w") as fh:
         json.dump(metrics, fh, indent=2)
     training.barrier(strategy)  # other workers exit only now (no "task crashed" reports)
@@ -519,7 +558,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config, dataset_dir, args.output_dir,
         attention_summaries=args.attention_summaries, attention_every=args.attention_every,
         export=not args.no_export, export_dir=args.export_dir, overwrite=args.overwrite,
-        deterministic=args.deterministic,
+        deterministic=args.deterministic, warm_start=args.warm_start,
     )
     out = args.output_dir
     print(f"wrote {out}/metrics.json, model.keras; attention heatmaps and curves: "

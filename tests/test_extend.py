@@ -12,58 +12,21 @@ import pytest
 from feseq_tf import schema
 from pipelines import extend, generic
 from pipelines.generic import PipelineSpec
+from tests.days_log import MAX_LEN, day_log, days_spec
+
+pytest_plugins = ("tests.days_log",)  # fixture: days_datasets
 
 PAD, OOV = schema.PAD_ID, schema.OOV_ID
-MAX_LEN = 4
 
 
 def _spec(**overrides) -> PipelineSpec:
-    options = dict(
-        name="days",
-        user_key="user",
-        timestamp="ts",
-        label="label",
-        non_sequential_fields=[{"name": "user"}, {"name": "x", "type": "numeric"},
-                               {"name": "h", "hash_buckets": 7}],
-        sequential_fields=[{"name": "item"}, {"name": "cat"}],
-        max_len=MAX_LEN,
-        min_count=2,
-        feedback=True,
-        shuffle_train=True,
-        seed=3,
-    )
-    options.update(overrides)
-    return PipelineSpec(**options)
-
-
-def _day(rng: np.random.Generator, start: int, users: int, items: int, rows: int) -> pd.DataFrame:
-    """``rows`` impressions with unique timestamps from ``start``: users and items drawn
-    from ranges that grow day by day, so each day brings new ones."""
-    item = rng.integers(0, items, rows)
-    return pd.DataFrame({
-        "user": [f"u{u}" for u in rng.integers(0, users, rows)],
-        "ts": start + rng.permutation(rows) * 3,  # unique, in no input order
-        "item": [f"i{i}" for i in item],
-        "cat": [f"c{i % 5}" for i in item],
-        "x": rng.normal(size=rows) * (2.0 if start else 1.0),
-        "h": rng.integers(0, 50, rows),
-        "label": rng.integers(0, 2, rows),
-    })
+    return days_spec(**overrides)
 
 
 @pytest.fixture(scope="module")
-def days(tmp_path_factory):
+def days(days_datasets):
     """Day 1, day 2 prepared on top of it, and both prepared at once: (dirs, frames)."""
-    rng = np.random.default_rng(0)
-    day1 = _day(rng, 0, users=30, items=40, rows=600)
-    day2 = _day(rng, 10_000, users=45, items=60, rows=500)
-    root = tmp_path_factory.mktemp("days")
-    dirs = {k: str(root / k) for k in ("day1", "day2", "all")}
-    generic.build_dataset(day1, _spec(), dirs["day1"], progress=False)
-    extend.extend_dataset(day2, _spec(), dirs["day1"], dirs["day2"], progress=False)
-    generic.build_dataset(pd.concat([day1, day2], ignore_index=True), _spec(), dirs["all"],
-                          progress=False)
-    return dirs, (day1, day2)
+    return days_datasets
 
 
 def _records(dataset_dir: str) -> dict[str, np.ndarray]:
@@ -165,7 +128,7 @@ def test_state_carries_each_users_last_impressions_and_extensions_chain(days, tm
     assert sorted(tail["ts"]) == sorted(expected["ts"])
     assert meta["extensions"] == 1 and meta["max_len"] == MAX_LEN
     rng = np.random.default_rng(1)
-    day3 = _day(rng, 20_000, users=50, items=70, rows=300)
+    day3 = day_log(rng, 20_000, users=50, items=70, rows=300)
     third = extend.extend_dataset(day3, _spec(), dirs["day2"], str(tmp_path / "day3"),
                                   progress=False)
     assert third.spec.extra["extends"]["extensions"] == 2
