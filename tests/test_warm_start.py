@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -18,19 +19,28 @@ pytest_plugins = ("tests.days_log",)  # fixture: days_datasets
 
 def _argv(dataset: str, out: str, *extra: str) -> list[str]:
     argv = ["--dataset", dataset, "--output-dir", out, "--batch-size", "128", "--seed", "1",
-            "--no-attention-summaries", "--no-export", *extra]
+            "--no-attention-summaries", *extra]
+    if "--export-dir" not in extra:
+        argv.append("--no-export")
     for item in TINY_MODEL_OVERRIDES:
         argv += ["--set", item]
     return argv
 
 
 @pytest.fixture(scope="module")
-def day1_run(days_datasets, tmp_path_factory):
-    """The tiny FESeq trained one epoch on day 1: its run directory."""
+def day1_exported(days_datasets, tmp_path_factory):
+    """The tiny FESeq trained one epoch on day 1 and exported as version 1 of an export
+    base: (run directory, export base directory)."""
     dirs, _ = days_datasets
-    out = str(tmp_path_factory.mktemp("day1_run") / "run")
-    train.main(_argv(dirs["day1"], out, "--epochs", "1"))
-    return out
+    root = tmp_path_factory.mktemp("day1_run")
+    out, export_dir = str(root / "run"), str(root / "models")
+    train.main(_argv(dirs["day1"], out, "--epochs", "1", "--export-dir", export_dir))
+    return out, export_dir
+
+
+@pytest.fixture(scope="module")
+def day1_run(day1_exported):
+    return day1_exported[0]
 
 
 def _model_for(dataset_dir: str, run_dir: str):
@@ -128,3 +138,54 @@ def test_warm_start_needs_a_finished_run_of_the_same_model(days_datasets, day1_r
     assert warm_start.check_extension(
         DatasetSpec.load(str(copy)), spec, str(copy), dirs["day2"]
     )["item"] > 0
+
+
+def _predict(url: str, instance: dict) -> float:
+    import http.client
+    import urllib.parse
+
+    parsed = urllib.parse.urlparse(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+    try:
+        conn.request("POST", "/v1/models/feseq:predict", body=json.dumps({"instances": [instance]}),
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        reply = json.loads(response.read())
+        assert response.status == 200, reply
+    finally:
+        conn.close()
+    return float(np.ravel(reply["predictions"])[0])
+
+
+@pytest.mark.slow
+def test_the_next_version_scores_a_new_id_through_its_own_row_once_the_server_swaps_it_in(
+    days_datasets, day1_exported, tmp_path
+):
+    from export import devserver
+    from export.contract import CONTRACT_FILE
+    from feseq_tf.schema import read_vocab
+
+    dirs, _ = days_datasets
+    run1, export_dir = day1_exported
+    base = os.path.join(export_dir, "feseq")
+    old_users = read_vocab(dirs["day1"], "user")
+    new_user = read_vocab(dirs["day2"], "user")[len(old_users)]  # new on day 2
+    with open(os.path.join(base, "1", CONTRACT_FILE)) as fh:
+        instance = json.load(fh)["example_request"]["instances"][0]
+    with_new = {**instance, "user": new_user}
+    with_unknown = {**instance, "user": "a-user-no-day-has"}
+    with devserver.BackgroundServer(base, "feseq", poll_wait_s=0.1) as server:
+        versions = server.model_server.versions["feseq"]
+        assert versions.current.version == 1
+        # version 1 has no row for the new user: its OOV row scores it
+        assert _predict(server.url, with_new) == _predict(server.url, with_unknown)
+        out = str(tmp_path / "day2_run")
+        metrics = train.main(_argv(dirs["day2"], out, "--warm-start", run1,
+                                   "--export-dir", export_dir))
+        assert metrics["export_path"] == os.path.join(base, "2")  # the next version
+        deadline = time.monotonic() + 120  # the server's own polling swaps it in
+        while versions.current.version != 2:
+            assert time.monotonic() < deadline, "version 2 was not swapped in"
+            time.sleep(0.1)
+        # version 2 scores the new user through the user's own row
+        assert abs(_predict(server.url, with_new) - _predict(server.url, with_unknown)) > 1e-6
