@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from feseq_tf import cli, schema
-from pipelines import generic, parsing
+from pipelines import extend, generic, parsing
 from pipelines.eleme_raw import (
     DEFAULT_DAYS,
     DROPPED_COLUMNS,
@@ -245,6 +245,8 @@ def prepare(
     progress: bool = True,
     name: str = DATASET_NAME,
     feedback: bool = False,
+    extend_from: str | None = None,
+    refit_scaling: bool = False,
 ) -> PrepareResult:
     """Raw Ele.me day files -> prepared dataset in ``out_dir`` (see ``docs/data_format.md``).
 
@@ -264,6 +266,11 @@ def prepare(
         feedback: bool. Add the history-only field ``feedback``: the labels of the
             history's impressions (leak-free; see ``docs/data_format.md``). Defaults
             to False, the paper's inputs.
+        extend_from: str or None. A prepared dataset to extend with ``days`` (the new
+            days; :func:`pipelines.extend.extend_dataset`): vocabularies grow
+            append-only, scaling stays, histories continue. The other settings must be
+            those it was prepared with.
+        refit_scaling: bool. With ``extend_from``: widen the numeric ranges.
 
     Returns:
         PrepareResult (dataset spec, report, in-memory tables).
@@ -281,6 +288,9 @@ def prepare(
         name=name,
         feedback=feedback,
     )
+    if extend_from is not None:
+        return extend.extend_dataset(df, spec, extend_from, out_dir, refit_scaling=refit_scaling,
+                                     progress=progress, read_report=read_report)
     extra = {"days": list(days), "sample_frac": sample_frac, "seed": seed, "source": TIANCHI_URL}
     return generic.build_dataset(
         df, spec, out_dir, progress=progress, read_report=read_report, extra=extra
@@ -325,8 +335,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="Add the labels of the history as the field 'feedback' (not in the paper).",
     )
+    parser.add_argument(
+        "--extend",
+        metavar="PREPARED_DIR",
+        help="Prepare --days (new day files) on top of this prepared dataset: vocabularies "
+        "grow append-only, scaling stays, histories continue (docs: the daily loop).",
+    )
+    parser.add_argument("--refit-scaling", action="store_true",
+                        help="With --extend: widen the numeric fields' ranges to the new days.")
     parser.add_argument("--quiet", action="store_true", help="No progress lines.")
     args = parser.parse_args(argv)
+    if args.refit_scaling and not args.extend:
+        parser.error("--refit-scaling needs --extend")
     try:
         result = prepare(
             args.raw_dir,
@@ -341,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             num_shards=args.num_shards,
             progress=not args.quiet,
             feedback=args.feedback,
+            extend_from=args.extend,
+            refit_scaling=args.refit_scaling,
         )
     except FileNotFoundError as err:
         print(cli.error_line(err), file=sys.stderr)

@@ -179,3 +179,38 @@ def test_cli_extends_a_prepared_dataset(days, tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["extends"]["earlier_than_carried"] == 0
     assert report["samples"] == schema.DatasetSpec.load(str(out)).split_sizes
+
+
+def test_ele_me_day_files_extend_like_the_generic_pipeline(tmp_path):
+    """The Ele.me pipeline's --extend: a third day file on top of the first two gives the
+    records of preparing the three at once (times, labels, histories' times and lengths)."""
+    from feseq_tf.data import read_columns
+    from pipelines import eleme
+    from pipelines.synthetic.raw import generate
+
+    raw = str(tmp_path / "raw")
+    generate(raw, num_rows=1500, seed=5, days=("D1_0", "D3_1", "D5_0"))
+    options = dict(sample_frac=1.0, min_count=2, progress=False)
+    eleme.prepare(raw, str(tmp_path / "two"), days=("D1_0", "D3_1"), **options)
+    assert eleme.main(["--raw-dir", raw, "--out", str(tmp_path / "three"), "--days", "D5_0",
+                       "--extend", str(tmp_path / "two"), "--sample-frac", "1", "--min-count",
+                       "2", "--quiet"]) == 0
+    eleme.prepare(raw, str(tmp_path / "all"), days=("D1_0", "D3_1", "D5_0"), **options)
+    spec = schema.DatasetSpec.load(str(tmp_path / "three"))
+    names = ["times", "times_list", schema.HIST_LEN, "label", "item_id"]
+
+    def records(path):
+        parts = [read_columns(path, s, names) for s in schema.SPLITS]
+        return {n: np.concatenate([p[n] for p in parts]) for n in names}
+
+    new, together = records(str(tmp_path / "three")), records(str(tmp_path / "all"))
+    key = lambda r, i: (int(r["times"][i]), tuple(r["times_list"][i]), float(r["label"][i]))  # noqa: E731
+    pool = {}
+    for i in range(len(together["times"])):
+        pool.setdefault(key(together, i), []).append(i)
+    matched = [pool[key(new, i)].pop() for i in range(len(new["times"]))]  # KeyError: no twin
+    np.testing.assert_array_equal(new[schema.HIST_LEN], together[schema.HIST_LEN][matched])
+    assert (new[schema.HIST_LEN] > 0).mean() > 0.3  # day 5's histories reach days 1 and 3
+    old_items = schema.read_vocab(str(tmp_path / "two"), "item_id")
+    assert schema.read_vocab(str(tmp_path / "three"), "item_id")[: len(old_items)] == old_items
+    assert spec.extra["extends"]["extensions"] == 1
