@@ -47,6 +47,8 @@ CASES = [
     ("pipelines.generic", "--input {d}/ok.csv --spec {d}/unknown_key.yaml --out {d}/o",
      "Unknown keys in pipeline spec: ['bogus']"),
     ("pipelines.generic", "--input {d}/ok.csv", "the following arguments are required: --spec"),
+    ("pipelines.generic", "--input {d}/ok.csv --spec {d}/spec.yaml --out {d}/o2 --extend {d}",
+     "No dataset spec at"),
     ("pipelines.synthetic", "--out {d}/o --regime densest", "invalid choice: 'densest'"),
     ("pipelines.eleme", "--raw-dir {d}/none --out {d}/o", "Ele.me raw files not found"),
     ("pipelines.bundle", "--input {d}/missing.csv --out {d}/o", "missing.csv' does not exist"),
@@ -76,6 +78,7 @@ CASES = [
     ("benchmarks.multi_worker", "--rows 5", "--rows >= 1000"),
     ("benchmarks.pipeline", "--rows -1", "--rows must be at least"),
     ("benchmarks.attention_findings", "--rows 5", "at least 1,000 rows"),
+    ("benchmarks.continual", "--log ml100k-weeks --output-dir {d}/c", "needs --raw-dir"),
     ("benchmarks.train_throughput", "--bogus",
      "unrecognized arguments: --bogus (see python -m benchmarks.train_throughput --help)"),
 ]

@@ -189,3 +189,32 @@ def test_the_next_version_scores_a_new_id_through_its_own_row_once_the_server_sw
             time.sleep(0.1)
         # version 2 scores the new user through the user's own row
         assert abs(_predict(server.url, with_new) - _predict(server.url, with_unknown)) > 1e-6
+
+
+def test_a_model_scores_a_later_day_with_the_ids_it_has_no_row_for_as_oov(days_datasets, day1_run):
+    """``benchmarks.continual.score``: day 1's model on day 2's records, whose new ids lie
+    beyond its tables, gives what it gives with those ids written as OOV."""
+    from benchmarks.continual import score
+    from feseq_tf import metrics
+    from feseq_tf.data import read_columns
+    from feseq_tf.evaluate import load_model
+    from feseq_tf.schema import OOV_ID, SPLITS
+
+    dirs, _ = days_datasets
+    got = score(day1_run, dirs["day2"])
+    model = load_model(day1_run)
+    spec = model.spec
+    names = spec.model_input_names() + [spec.label]
+    parts = [read_columns(dirs["day2"], s, names) for s in SPLITS]
+    cols = {n: np.concatenate([p[n] for p in parts]) for n in names}
+    beyond = 0
+    for f in spec.fields:
+        for name in (f.name, f.hist_name) if f.is_categorical else ():
+            if name in cols:
+                new = cols[name] >= f.vocab_size
+                beyond += int(new.sum())
+                cols[name] = np.where(new, OOV_ID, cols[name])
+    assert beyond > 0  # day 2 has ids day 1's model has no row for
+    pred = model.predict({n: cols[n] for n in spec.model_input_names()}, verbose=0).ravel()
+    assert got["rows"] == len(pred) == sum(DatasetSpec.load(dirs["day2"]).split_sizes.values())
+    assert got["auc"] == pytest.approx(metrics.auc(cols[spec.label], pred), abs=1e-9)
