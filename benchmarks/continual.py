@@ -23,6 +23,10 @@ resident set) of (a) and (b). Every training runs as its own process
 
 Logs:
 
+* ``drift-synthetic``: the same day files generated with drift (:data:`DRIFT`): half
+  of the users arrive on a later day, each day relists 10 % of the items under new ids,
+  and every item's appeal takes a random walk (a step of 0.3 on the logit a day); the
+  oracle's AUC is in the table.
 * ``eleme-synthetic``: the built-in generator's Ele.me-layout day files ``D1_0`` ..
   ``D7_0`` (``--rows`` over the seven days), read by the Ele.me pipeline's reader with
   every line kept. Its world does not drift: each day brings users (a user's impressions
@@ -48,7 +52,9 @@ import pandas as pd
 
 from feseq_tf import cli
 
-LOGS = ("eleme-synthetic", "ml100k-weeks")
+LOGS = ("drift-synthetic", "eleme-synthetic", "ml100k-weeks")
+#: The drift of ``drift-synthetic`` (``pipelines.synthetic.simulate``'s knobs).
+DRIFT = {"user_arrival": 0.5, "item_relist": 0.1, "appeal_drift": 0.3}
 ELEME_DAYS = tuple(f"D{k}_0" for k in range(1, 8))
 SECONDS_PER_WEEK = 7 * 86400
 
@@ -62,14 +68,14 @@ _CHILD = (
 )
 
 
-def eleme_synthetic_days(work_dir: str, rows: int, seed: int):
+def eleme_synthetic_days(work_dir: str, rows: int, seed: int, drift: dict | None = None):
     """(the day tables, the pipeline spec) of the Ele.me-layout synthetic log."""
     from pipelines import eleme
     from pipelines.synthetic.raw import generate
 
     raw = os.path.join(work_dir, "raw")
     if not os.path.isfile(os.path.join(raw, ELEME_DAYS[-1] + ".csv")):
-        generate(raw, num_rows=rows, seed=seed, days=ELEME_DAYS)
+        generate(raw, num_rows=rows, seed=seed, days=ELEME_DAYS, **(drift or {}))
     days = [eleme.read_days(raw, [d], sample_frac=1.0, seed=seed, progress=False)[0]
             for d in ELEME_DAYS]
     return days, eleme.pipeline_spec(min_count=10, seed=seed)
@@ -222,9 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", choices=LOGS, required=True)
     p.add_argument("--raw-dir", help="ml100k-weeks: the MovieLens 100K folder (u.data...)")
     p.add_argument("--rows", type=int, default=70_000,
-                   help="eleme-synthetic: raw rows over the seven days (default 70,000)")
+                   help="*-synthetic: raw rows over the seven days (default 70,000)")
     p.add_argument("--first-days", type=int, default=2,
-                   help="eleme-synthetic: days of the start model (default 2)")
+                   help="*-synthetic: days of the start model (default 2)")
     p.add_argument("--days-scored", type=int, default=4,
                    help="ml100k-weeks: the last weeks each trained and scored (default 4)")
     p.add_argument("--model", default="feseq")
@@ -241,10 +247,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = build_parser().parse_args(argv)
     work = os.path.join(args.output_dir, args.log)
     os.makedirs(work, exist_ok=True)
-    if args.log == "eleme-synthetic":
+    if args.log in ("drift-synthetic", "eleme-synthetic"):
         if not 2 <= args.first_days <= len(ELEME_DAYS) - 2:
             raise ValueError(f"--first-days must be in 2..{len(ELEME_DAYS) - 2}")
-        days, ps = eleme_synthetic_days(work, args.rows, args.seed)
+        drift = DRIFT if args.log == "drift-synthetic" else None
+        days, ps = eleme_synthetic_days(work, args.rows, args.seed, drift)
         k = args.first_days
     else:
         if not args.raw_dir:

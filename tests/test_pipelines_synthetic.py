@@ -562,3 +562,55 @@ def test_report_splits_the_oracle_into_what_a_linear_model_can_and_cannot_fit(tm
     assert rep["beyond_main_effects"] > 0.05
     assert dense_rep["beyond_main_effects"] < rep["beyond_main_effects"] / 2
     assert "the most any model gains over a perfect linear one" in format_report(dense_rep)
+
+
+DRIFT_DAYS = tuple(f"D{k}_0" for k in range(1, 7))
+
+
+def test_drift_users_arrive_on_later_days():
+    from pipelines.synthetic.simulation import simulate
+
+    def first_days(sim):
+        first = np.full(sim.user.max() + 1, 99)
+        np.minimum.at(first, sim.user, sim.row_day[: sim.num_valid])
+        return first
+
+    still = first_days(simulate(6000, seed=3, days=DRIFT_DAYS))
+    late = first_days(simulate(6000, seed=3, days=DRIFT_DAYS, user_arrival=0.6))
+    assert (late > 0).mean() > (still > 0).mean() + 0.1  # most users are seen late anyway
+    assert late.mean() > still.mean() + 0.5
+    # every day after the first brings users
+    assert all((late == d).sum() > 0 for d in range(1, len(DRIFT_DAYS)))
+
+
+def test_drift_relisted_items_get_new_ids_from_their_day_on():
+    from pipelines.synthetic.simulation import RELIST_ID_STEP, simulate
+
+    sim = simulate(6000, seed=3, days=DRIFT_DAYS, item_relist=0.3, unknown_frac=0.0)
+    ids = np.asarray(sim.columns["item_id"], dtype=np.int64)
+    version = ids // RELIST_ID_STEP
+    assert (version[sim.row_day == 0] == 0).all()
+    shares = [float((version[sim.row_day == d] > 0).mean()) for d in range(len(DRIFT_DAYS))]
+    assert shares == sorted(shares) and shares[-1] > 0.6  # 1 - 0.7^5 of the items by day 6
+    # a relisted id stands for the same item: one item index per id
+    base = simulate(6000, seed=3, days=DRIFT_DAYS, unknown_frac=0.0)
+    np.testing.assert_array_equal(ids % RELIST_ID_STEP, np.asarray(base.columns["item_id"]))
+
+
+def test_drift_item_appeal_walks_over_the_days():
+    from pipelines.synthetic.simulation import simulate
+
+    base = simulate(6000, seed=3, days=DRIFT_DAYS)
+    walked = simulate(6000, seed=3, days=DRIFT_DAYS, appeal_drift=0.5)
+    np.testing.assert_array_equal(base.item, walked.item)  # the same impressions
+    delta = walked.components["item_quality"] - base.components["item_quality"]
+    day = walked.row_day[: walked.num_valid]
+    assert np.all(delta[day == 0] == 0)
+    assert delta[day == len(DRIFT_DAYS) - 1].std() > 0.5  # about 0.5 * sqrt(5)
+    for d in range(1, len(DRIFT_DAYS)):  # one value per item and day
+        rows = day == d
+        pairs = {}
+        for i, v in zip(walked.item[rows], delta[rows], strict=True):
+            assert pairs.setdefault(int(i), v) == v
+    with pytest.raises(ValueError, match="appeal_drift must be a number in"):
+        simulate(100, days=DRIFT_DAYS, appeal_drift=-1.0)

@@ -99,6 +99,9 @@ def generate(
     impressions_sigma: float | None = None,
     max_impressions_per_user: int | None = None,
     catalog_scale: float | None = None,
+    user_arrival: float | None = None,
+    item_relist: float | None = None,
+    appeal_drift: float | None = None,
     **strengths: float,
 ) -> dict[str, Any]:
     """Write synthetic raw day files in the Ele.me layout, their oracle files and ``generator.json``.
@@ -127,6 +130,9 @@ def generate(
         impressions_sigma: float. Its log-sd. Defaults to 1.0.
         max_impressions_per_user: int. Cap of a user's impressions. Defaults to 200.
         catalog_scale: float. World-size multiplier (shops, items...). Defaults to 1.0.
+        user_arrival, item_relist, appeal_drift: float. Drift over the days: users who
+            arrive later, items relisted under new ids, item appeal walking (see
+            :func:`simulate`). Default to 0 (no drift).
         **strengths: float. Effect strengths, the fields of :class:`Effects` (on top of
             the regime's).
 
@@ -141,7 +147,8 @@ def generate(
     """
     given = {"num_rows": num_rows, "target_ctr": target_ctr, "unknown_frac": unknown_frac,
              "impressions_per_user": impressions_per_user, "impressions_sigma": impressions_sigma,
-             "max_impressions_per_user": max_impressions_per_user, "catalog_scale": catalog_scale}
+             "max_impressions_per_user": max_impressions_per_user, "catalog_scale": catalog_scale,
+             "user_arrival": user_arrival, "item_relist": item_relist, "appeal_drift": appeal_drift}
     knobs = regime_kwargs(regime, **{k: v for k, v in given.items() if v is not None}, **strengths)
     effects = Effects.from_kwargs(**{k: knobs.pop(k) for k in EFFECT_NAMES if k in knobs})
     t0 = time.perf_counter()

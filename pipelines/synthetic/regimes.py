@@ -23,6 +23,11 @@ WORLD_KNOBS: dict[str, Any] = {
     "impressions_sigma": DEFAULT_IMPRESSIONS_SIGMA,
     "max_impressions_per_user": MAX_IMPRESSIONS_PER_USER,
     "catalog_scale": DEFAULT_CATALOG_SCALE,
+    # drift over the days (0: none): the share of users who arrive after the first day,
+    # the daily share of items relisted under a new id, the daily step of item appeal
+    "user_arrival": 0.0,
+    "item_relist": 0.0,
+    "appeal_drift": 0.0,
 }
 KNOB_DEFAULTS: dict[str, Any] = {
     "num_rows": DEFAULT_NUM_ROWS,

@@ -43,6 +43,8 @@ from pipelines.synthetic.world import (
     build_world,
 )
 
+#: A relisted item's ``item_id`` is its first id plus this times its version (1, 2...).
+RELIST_ID_STEP = 1_000_000_000
 DEFAULT_NUM_ROWS = 250_000
 """Size of the default synthetic dataset: trains a few epochs in minutes on 2 CPU cores."""
 
@@ -123,6 +125,9 @@ def simulate(
     impressions_sigma: float = DEFAULT_IMPRESSIONS_SIGMA,
     max_impressions_per_user: int = MAX_IMPRESSIONS_PER_USER,
     catalog_scale: float = DEFAULT_CATALOG_SCALE,
+    user_arrival: float = 0.0,
+    item_relist: float = 0.0,
+    appeal_drift: float = 0.0,
 ) -> Simulation:
     """Run the generative model in memory (no files); see the package docstring.
 
@@ -152,6 +157,18 @@ def simulate(
             which is otherwise sized for the number of impressions: below 1 a small
             catalogue whose items are each seen often, above 1 a long tail of rarely
             seen items. In (0, 10]. Defaults to 1.0.
+        user_arrival: float. Drift: the share of users who arrive after the first day (on
+            a uniformly drawn later day; their impressions fall on the days from then on).
+            In [0, 1]. Defaults to 0.
+        item_relist: float. Drift: each day after the first, each item is relisted under a
+            new ``item_id`` with this probability (a new id for the same shop, category and
+            appeal: what the model learnt of the old id does not reach it). In [0, 1].
+            Defaults to 0.
+        appeal_drift: float. Drift: every item's appeal (its ``item_quality`` term of the
+            logit) takes a random walk over the days, a normal step of this standard
+            deviation each day after the first. In [0, 2]. Defaults to 0.
+            The three draw from a random stream of their own: at 0 the data is exactly
+            the data without them.
 
     Returns:
         A :class:`Simulation`.
@@ -182,6 +199,10 @@ def simulate(
                          f"got {max_impressions_per_user!r}.")
     if not _is_number(catalog_scale) or not 0.0 < catalog_scale <= MAX_CATALOG_SCALE:
         raise ValueError(f"catalog_scale must be a number in (0, {MAX_CATALOG_SCALE:g}], got {catalog_scale!r}.")
+    for name, value, top in (("user_arrival", user_arrival, 1.0), ("item_relist", item_relist, 1.0),
+                             ("appeal_drift", appeal_drift, 2.0)):
+        if not _is_number(value) or not 0.0 <= value <= top:
+            raise ValueError(f"{name} must be a number in [0, {top:g}], got {value!r}.")
     impressions_per_user, impressions_sigma = float(impressions_per_user), float(impressions_sigma)
     max_impressions_per_user, catalog_scale = int(max_impressions_per_user), float(catalog_scale)
     effects = effects if effects is not None else Effects()
@@ -200,7 +221,13 @@ def simulate(
     users = build_users(n, world, target_ctr, r_users, impressions_per_user=impressions_per_user,
                         impressions_sigma=impressions_sigma,
                         max_impressions_per_user=max_impressions_per_user)
-    row_user, row_day, minute = impression_times(users.counts, len(days), r_times)
+    r_drift = np.random.default_rng(np.random.SeedSequence(seed).spawn(9)[8])  # its own stream
+    arrival = None
+    if user_arrival > 0 and len(days) > 1:
+        n_users = len(users.counts)
+        late = r_drift.random(n_users) < user_arrival
+        arrival = np.where(late, r_drift.integers(1, len(days), n_users), 0)
+    row_user, row_day, minute = impression_times(users.counts, len(days), r_times, arrival)
     times = (weekdays[row_day] - 1) * MINUTES_PER_DAY + minute
     hours = minute // 60
     time_type = HOUR_TIME_TYPE[hours]
@@ -213,6 +240,10 @@ def simulate(
     # The click model.
     comp = static_terms(effects, world, users, row_user, item, hours, time_type,
                         weekdays[row_day], r_noise.standard_normal(n))
+    if appeal_drift > 0:  # each item's appeal walks over the days
+        walk = r_drift.normal(0.0, appeal_drift, (world.n_items, len(days)))
+        walk[:, 0] = 0.0
+        comp["item_quality"] = comp["item_quality"] + np.cumsum(walk, axis=1)[item, row_day]
     static = np.sum(list(comp.values()), axis=0)
     hist_w = history_weights(shop, cat, times, pos, max_len, effects)
     b, hist, prob, y = calibrated_clicks(static, hist_w, steps, effects, target_ctr,
@@ -227,6 +258,11 @@ def simulate(
     row_label = np.concatenate([y.astype(np.int64), junk_label])
     cols = raw_columns(world, users, row_user, src, item, times, hours, time_type,
                        weekdays[row_day], r_raw)
+    if item_relist > 0 and len(days) > 1:  # versions: relisted items get new ids
+        events = r_drift.random((world.n_items, len(days))) < item_relist
+        events[:, 0] = False
+        version = np.cumsum(events, axis=1)[item[src], row_day[src]]
+        cols["item_id"] = cols["item_id"] + RELIST_ID_STEP * version
     missing = set_unknown_codes(cols, n, r_junk.integers(0, len(UNKNOWN_CODES), num_junk))
     cols["label"] = row_label
 
@@ -244,6 +280,7 @@ def simulate(
         "max_impressions_per_user": max_impressions_per_user, "catalog_scale": catalog_scale,
         "revisit_prob": REVISIT_PROB, "same_category_prob": SAME_CATEGORY_PROB,
         "travel_prob": TRAVEL_PROB, "time_unit": "minute",
+        "user_arrival": user_arrival, "item_relist": item_relist, "appeal_drift": appeal_drift,
         "history_length_distribution":
             np.bincount(np.minimum(pos, max_len), minlength=max_len + 1).tolist(),
     }

@@ -43,9 +43,12 @@ def check_days(days: Sequence[str]) -> tuple[str, ...]:
     return days
 
 
-def impression_times(counts: np.ndarray, num_days: int,
-                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def impression_times(counts: np.ndarray, num_days: int, rng: np.random.Generator,
+                     arrival: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sessions at meal-peaked hours; no two impressions of a user at the same minute.
+
+    ``arrival`` (day index per user, or None: every user from the first day) keeps each
+    user's sessions on the days from the user's arrival on (the same draws either way).
 
     Returns:
         (user, day index, minute of the day) of every impression, in user-major order
@@ -58,6 +61,9 @@ def impression_times(counts: np.ndarray, num_days: int,
     row_sess = sess_offset[row_user] + (rng.random(n) * n_sess[row_user]).astype(np.int64)
     total_sess = int(n_sess.sum())
     sess_day = rng.integers(0, num_days, total_sess)
+    if arrival is not None:  # the same uniform draw, squeezed onto the days after arrival
+        first = np.repeat(np.asarray(arrival, np.int64), n_sess)
+        sess_day = first + sess_day * (num_days - first) // num_days
     hour_p = HOUR_TRAFFIC / HOUR_TRAFFIC.sum()
     sess_minute = rng.choice(24, total_sess, p=hour_p) * 60 + rng.integers(0, 60, total_sess)
     tiebreak = rng.random(n)
