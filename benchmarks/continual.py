@@ -33,7 +33,8 @@ Logs:
   fall on any day) but the items and their appeal stay.
 * ``ml100k-weeks``: MovieLens 100K (``--raw-dir``, GroupLens layout) cut into calendar
   weeks from its first rating; the weeks before the last ``--days-scored + 1`` are the
-  first day (K = 1), each of the last weeks a day.
+  first day (K = 1), each of the last ``--days-scored + 1`` weeks a day (the first of them
+  is trained only, the last scored only).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def ml100k_weeks(raw_dir: str, days_scored: int):
     t = pd.to_numeric(df["timestamp"]).to_numpy()
     week = (t - t.min()) // SECONDS_PER_WEEK
     last = int(week.max())
-    first = last - days_scored  # weeks before it are the first day
+    first = last - days_scored - 1  # it and the weeks before it are the first day
     day_of = np.maximum(week - first, 0)
     days = [df[day_of == d].reset_index(drop=True) for d in range(int(day_of.max()) + 1)]
     return days, movielens.pipeline_spec()
