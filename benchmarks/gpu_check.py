@@ -128,8 +128,8 @@ def train_command(settings: Settings, run: str) -> list[str]:
         argv += ["--synthetic-rows", str(settings.synthetic_rows)]
     if run != "xla":
         argv.append("--no-export")  # the parity step uses the XLA run's export
-    if settings.dry_run:
-        argv += ["--batch-size", "256"]
+    if settings.dry_run:  # one batch an epoch: XLA compiles the training step once (a
+        argv += ["--batch-size", "4096"]  # partial last batch would compile it again)
         for item in DRY_RUN_MODEL:
             argv += ["--set", item]
     return argv

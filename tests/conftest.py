@@ -74,26 +74,34 @@ def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
 
 
-@pytest.fixture(scope="session")
-def tiny_trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
-    """One tiny FESeq run on 3000 synthetic rows (1 epoch), shared by the session: the
-    first xdist worker that needs it trains it under a file lock, the other reads it.
-    Read only: tests that change a run copy it first."""
-    root = os.path.join(_shared_root(tmp_path_factory), "tiny_trained_run")
+def once_per_session(tmp_path_factory: pytest.TempPathFactory, name: str, make) -> dict:
+    """``make(root)`` (a JSON-able dict) run once per session in a directory ``root`` that
+    every xdist worker sees: the first worker that needs it runs it under a file lock, the
+    others wait and read what it returned."""
+    root = os.path.join(_shared_root(tmp_path_factory), name)
     os.makedirs(root, exist_ok=True)
-    done = os.path.join(root, "trained_run.json")
+    done = os.path.join(root, "done.json")
     with open(os.path.join(root, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not os.path.exists(done):
-                run = train_tiny_run(root)
+                result = make(root)
                 with open(done + ".tmp", "w") as fh:
-                    json.dump(dataclasses.asdict(run), fh)
+                    json.dump(result, fh)
                 os.replace(done + ".tmp", done)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     with open(done) as fh:
-        return TrainedRun(**json.load(fh))
+        return json.load(fh)
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """One tiny FESeq run on 3000 synthetic rows (1 epoch), shared by the session's
+    workers (:func:`once_per_session`). Read only: tests that change a run copy it first."""
+    made = once_per_session(tmp_path_factory, "tiny_trained_run",
+                            lambda root: dataclasses.asdict(train_tiny_run(root)))
+    return TrainedRun(**made)
 
 
 @pytest.fixture(scope="session")
@@ -125,19 +133,34 @@ class BaselineSuite:
     def run_dir(self, name: str, seed: int = 1) -> str:
         return os.path.join(self.output_dir, "baselines", name, f"seed{seed}")
 
+    def copy(self, directory: str) -> BaselineSuite:
+        """The suite copied into ``directory`` (file times kept), its argv pointing there."""
+        import shutil
+
+        shutil.copytree(self.output_dir, directory)
+        argv = list(self.argv)
+        argv[argv.index("--output-dir") + 1] = directory
+        return BaselineSuite(directory, argv, self.dataset_dir)
+
 
 @pytest.fixture(scope="session")
 def tiny_baseline_suite(
     tiny_trained_run: TrainedRun, tmp_path_factory: pytest.TempPathFactory
 ) -> BaselineSuite:
     """Every baseline trained for one epoch (seed 1) on the tiny run's dataset, through
-    ``feseq_tf.benchmark`` (which calls ``feseq_tf.train.main --model NAME``)."""
-    from feseq_tf import benchmark
+    ``feseq_tf.benchmark`` (which calls ``feseq_tf.train.main --model NAME``); shared by
+    the session's workers (:func:`once_per_session`). Read only: a test that adds runs
+    works on a copy (:meth:`BaselineSuite.copy`)."""
 
-    output_dir = str(tmp_path_factory.mktemp("tiny_baseline_suite"))
-    argv = ["--suite", "baselines", "--dataset", tiny_trained_run.dataset_dir, "--epochs", "1",
-            "--batch-size", "512", "--output-dir", output_dir]
-    for item in TINY_MODEL_OVERRIDES:
-        argv += ["--set", item]
-    benchmark.main(argv + ["--seeds", "1", "--models", "deepfm,autoint,dcnv2,din,bst,dmr"])
-    return BaselineSuite(output_dir, argv, tiny_trained_run.dataset_dir)
+    def make(root: str) -> dict:
+        from feseq_tf import benchmark
+
+        output_dir = os.path.join(root, "suite")
+        argv = ["--suite", "baselines", "--dataset", tiny_trained_run.dataset_dir, "--epochs",
+                "1", "--batch-size", "512", "--output-dir", output_dir]
+        for item in TINY_MODEL_OVERRIDES:
+            argv += ["--set", item]
+        benchmark.main(argv + ["--seeds", "1", "--models", "deepfm,autoint,dcnv2,din,bst,dmr"])
+        return {"output_dir": output_dir, "argv": argv, "dataset_dir": tiny_trained_run.dataset_dir}
+
+    return BaselineSuite(**once_per_session(tmp_path_factory, "tiny_baseline_suite", make))

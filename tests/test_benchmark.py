@@ -217,9 +217,10 @@ def test_summary_is_mean_and_sample_std_and_the_table_bolds_the_best():
 
 @pytest.mark.slow
 def test_suite_trains_the_missing_seeds_writes_tables_and_a_rerun_trains_nothing(
-    tiny_baseline_suite, capsys
+    tiny_baseline_suite, capsys, tmp_path
 ):
     # Seed 1 of every baseline is already done (the fixture); seed 2 of two is not.
+    tiny_baseline_suite = tiny_baseline_suite.copy(str(tmp_path / "suite"))
     out = tiny_baseline_suite.output_dir
     argv = tiny_baseline_suite.argv + ["--models", "autoint,deepfm", "--seeds", "2"]
     seed1 = [
