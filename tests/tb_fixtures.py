@@ -99,8 +99,20 @@ def make_tiny_run(root: str, *, rows: int = 3000, epochs: int = 2, seed: int = 2
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
-    """One tiny training run with attention summaries, shared by the session."""
-    return make_tiny_run(str(tmp_path_factory.mktemp("attention_run")))
+    """One tiny training run with attention summaries, shared by the session's workers
+    (trained once under a file lock, handed over pickled). Read only."""
+    import pickle
+
+    from tests.conftest import once_per_session
+
+    def make(root: str) -> dict:
+        path = os.path.join(root, "tiny_run.pickle")
+        with open(path, "wb") as fh:
+            pickle.dump(make_tiny_run(root), fh)
+        return {"pickle": path}
+
+    with open(once_per_session(tmp_path_factory, "attention_run", make)["pickle"], "rb") as fh:
+        return pickle.load(fh)
 
 
 # ---- TensorBoard -------------------------------------------------------------------------
