@@ -129,12 +129,25 @@ def predict_split(
     # A model built without feedback does not take the dataset's feedback columns.
     spec = (spec or dataset.spec).model_view(getattr(model, "spec", None))
     ds = make_dataset(dataset, split, batch_size, spec=spec).map(lambda x, y: x)
-    if not _multi_worker(model):
+    strategy = getattr(model, "_distribute_strategy", None)
+    if not _multi_worker(model) and strategy is not None and strategy.num_replicas_in_sync > 1:
         return np.asarray(model.predict(ds, verbose=0), dtype=np.float64).reshape(-1)
+    # One replica: a forward pass traced once per model for any batch size (model.predict
+    # traces a batch shape first and again for the next one: a second XLA compile per run).
     # Under several workers model.predict would split the split among them; every worker
     # scores all of it here instead (no collective ops), so each sees the exact metric.
-    if model not in _FORWARDS:  # traced once per model, not once per epoch
-        _FORWARDS[model] = tf.function(lambda x: model(x, training=False))
+    if model not in _FORWARDS:
+        signature = tf.nest.map_structure(
+            lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), ds.element_spec
+        )
+        @tf.autograph.experimental.do_not_convert
+        def forward_pass(x):
+            return model(x, training=False)
+
+        _FORWARDS[model] = tf.function(
+            forward_pass, input_signature=[signature],
+            jit_compile=getattr(model, "jit_compile", False) is True,
+        )
     forward = _FORWARDS[model]
     parts = [np.asarray(forward(x), dtype=np.float64).reshape(-1) for x in ds]
     return np.concatenate(parts) if parts else np.zeros((0,))
