@@ -122,14 +122,15 @@ def train_command(settings: Settings, run: str) -> list[str]:
     """The ``feseq_tf.train`` command line of one training run (``run``: xla or no_xla)."""
     argv = [sys.executable, "-m", "feseq_tf.train", "--dataset", "synthetic",
             "--data-dir", settings.data_dir, "--output-dir", os.path.join(settings.output_dir, run),
-            "--epochs", "1", TRAIN_RUNS[run], "--mixed-precision", settings.precision,
+            "--epochs", "2" if settings.dry_run else "1", TRAIN_RUNS[run], "--mixed-precision", settings.precision,
             "--seed", "1", "--no-attention-summaries", "--overwrite"]
     if settings.synthetic_rows is not None:
         argv += ["--synthetic-rows", str(settings.synthetic_rows)]
     if run != "xla":
         argv.append("--no-export")  # the parity step uses the XLA run's export
     if settings.dry_run:  # one batch an epoch: XLA compiles the training step once (a
-        argv += ["--batch-size", "4096"]  # partial last batch would compile it again)
+        argv += ["--batch-size", "4096"]  # partial last batch would compile it again);
+        # two epochs, so that a step after the first (compiling) one is timed
         for item in DRY_RUN_MODEL:
             argv += ["--set", item]
     return argv
