@@ -399,6 +399,9 @@ def run(
     dataset = as_prepared(dataset_dir)
     # The chief writes the run directory; other workers write to a temporary one.
     out = output_dir if chief else tempfile.mkdtemp(prefix="feseq-worker-")
+    from tensorflow.python.framework import config as tf_config
+
+    determinism_was_on = tf_config.is_op_determinism_enabled()
     try:
         return _run(config, dataset, output_dir, out, strategy, chief,
                     attention_summaries=attention_summaries, attention_every=attention_every,
@@ -407,6 +410,10 @@ def run(
     finally:
         if not chief:
             shutil.rmtree(out, ignore_errors=True)
+        # Op determinism is process-wide and turns XLA off in later Keras compiles: a
+        # deterministic run leaves it as it found it.
+        if deterministic and not determinism_was_on:
+            tf_config.disable_op_determinism()
 
 
 def _resolve_id_dropout(

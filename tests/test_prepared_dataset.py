@@ -225,3 +225,11 @@ def test_training_on_the_directory_and_on_the_opened_dataset_is_bit_identical(ru
     assert len(by_dir.weights) == len(by_object.weights)
     for a, b in zip(by_dir.weights, by_object.weights, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_deterministic_runs_leave_op_determinism_off_for_later_xla_compiles(runs):
+    from tensorflow.python.framework import config as tf_config
+
+    assert len(runs) == 2  # both ran with deterministic=True in this process
+    assert not tf_config.is_op_determinism_enabled()
