@@ -52,6 +52,7 @@ import pandas as pd
 from feseq_tf import hashing, schema
 from pipelines.parsing import CleanedTable, clean_table
 from pipelines.spec import PipelineSpec
+from pipelines.tfrecord import record_features
 from pipelines.transforms import field_specs, history_columns, lookup_ids, scale, split_rows
 
 STATE_DIR = "extend_state"
@@ -329,8 +330,6 @@ def extend_dataset(
         }},
     )
     tables: dict[str, dict[str, np.ndarray]] = {}
-    from pipelines.tfrecord import record_features
-
     start = 0
     for s in schema.SPLITS:
         stop = start + sizes[s]
@@ -339,6 +338,9 @@ def extend_dataset(
     report_in = {"rows_read": len(df), **dict(read_report or {})}
     data.rows_in = len(df)
     report = _make_report(ps, spec, tables, data, report_in, timer)
+    # counted over the new impressions only, not the carried ones
+    report["rows_kept"] = int(new_pos.size)
+    report["users"] = int(np.unique(data.group_id[new_pos]).size)
     report["extends"] = dict(spec.extra["extends"], earlier_than_carried=earlier)
     result = PrepareResult(spec=spec, report=report, tables=tables, vocabularies=vocabs)
     if out_dir is not None:

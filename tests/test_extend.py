@@ -178,6 +178,7 @@ def test_cli_extends_a_prepared_dataset(days, tmp_path, capsys):
     np.testing.assert_array_equal(_records(str(out))["item_list"], _records(dirs["day2"])["item_list"])
     report = json.loads((out / "report.json").read_text())
     assert report["extends"]["earlier_than_carried"] == 0
+    assert report["rows_kept"] == len(day2) and report["users"] == day2["user"].nunique()
     assert report["samples"] == schema.DatasetSpec.load(str(out)).split_sizes
 
 
@@ -214,3 +215,13 @@ def test_ele_me_day_files_extend_like_the_generic_pipeline(tmp_path):
     old_items = schema.read_vocab(str(tmp_path / "two"), "item_id")
     assert schema.read_vocab(str(tmp_path / "three"), "item_id")[: len(old_items)] == old_items
     assert spec.extra["extends"]["extensions"] == 1
+
+
+def test_new_impressions_earlier_than_carried_ones_are_counted(days):
+    dirs, (day1, day2) = days
+    late = day2.copy()
+    late.loc[:9, "ts"] = -1 - np.arange(10)  # before every day-1 impression
+    late.loc[:9, "user"] = day1["user"].iloc[:10].to_numpy()  # of users day 1 has
+    result = extend.extend_dataset(late, _spec(), dirs["day1"], None, progress=False)
+    assert result.report["extends"]["earlier_than_carried"] == 10
+    assert result.report["rows_kept"] == len(late)  # counted, not dropped
