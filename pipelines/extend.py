@@ -52,7 +52,6 @@ import pandas as pd
 from feseq_tf import hashing, schema
 from pipelines.parsing import CleanedTable, clean_table
 from pipelines.spec import PipelineSpec
-from pipelines.tfrecord import record_features
 from pipelines.transforms import field_specs, history_columns, lookup_ids, scale, split_rows
 
 STATE_DIR = "extend_state"
@@ -258,7 +257,7 @@ def extend_dataset(
         ValueError: the spec does not describe ``base_dir``'s fields, ``base_dir`` has no
             state, or no new row survives cleaning (the message says which).
     """
-    from pipelines.generic import _make_report  # the report every preparation writes
+    from pipelines.generic import _make_report, split_tables  # as every preparation
     from pipelines.progress import StepTimer
     from pipelines.writer import PrepareResult, write_dataset, write_json
 
@@ -329,12 +328,7 @@ def extend_dataset(
             "new_ids": new_ids, "refit_scaling": bool(refit_scaling),
         }},
     )
-    tables: dict[str, dict[str, np.ndarray]] = {}
-    start = 0
-    for s in schema.SPLITS:
-        stop = start + sizes[s]
-        tables[s] = {name: table[name][start:stop] for name, _ in record_features(spec)}
-        start = stop
+    tables = split_tables(table, spec, sizes)
     report_in = {"rows_read": len(df), **dict(read_report or {})}
     data.rows_in = len(df)
     report = _make_report(ps, spec, tables, data, report_in, timer)

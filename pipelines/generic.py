@@ -150,13 +150,7 @@ def build_dataset(
         split_sizes=sizes,
         extra={"rows_in": data.rows_in, **dict(extra or {})},
     )
-    tables: dict[str, dict[str, np.ndarray]] = {}
-    start = 0
-    for s in schema.SPLITS:
-        stop = start + sizes[s]
-        tables[s] = {name: columns[name][start:stop] for name, _ in record_features(spec)}
-        start = stop
-
+    tables = split_tables(columns, spec, sizes)
     report = _make_report(ps, spec, tables, data, read_report, timer)
     result = PrepareResult(spec=spec, report=report, tables=tables, vocabularies=vocabs)
     if out_dir is not None:
@@ -172,6 +166,20 @@ def build_dataset(
         spec.save(out_dir)  # last: a dataset without a spec is incomplete
         timer.log(f"wrote {out_dir}: " + ", ".join(f"{s} {sizes[s]:,}" for s in schema.SPLITS))
     return result
+
+
+def split_tables(
+    columns: Mapping[str, np.ndarray], spec: schema.DatasetSpec, sizes: Mapping[str, int]
+) -> dict[str, dict[str, np.ndarray]]:
+    """The record features of rows laid out split after split (``sizes`` rows each), cut
+    into ``split -> feature -> array``."""
+    tables: dict[str, dict[str, np.ndarray]] = {}
+    start = 0
+    for s in schema.SPLITS:
+        stop = start + sizes[s]
+        tables[s] = {name: columns[name][start:stop] for name, _ in record_features(spec)}
+        start = stop
+    return tables
 
 
 def _prefixed(timings: Mapping[str, float], prefix: str) -> dict[str, float]:
